@@ -1,0 +1,59 @@
+# Everything needed on a fresh Debian 12 machine that has only Python.
+#   make run    install if needed, then run scm's main job
+#   make test   install if needed, then lint, type-check and run every test
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+EXTRAS   := dev
+# Debian packages scm needs, one per line in apt-packages.txt.
+APT_PACKAGES := $(shell grep -v '^\#' apt-packages.txt 2>/dev/null)
+
+.PHONY: install apt venv test lint typecheck unit run bench constraints clean
+
+install: apt $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt apt-packages.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "scm needs Python 3.11 or newer"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+run: install
+	$(BIN)/scm inspect
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Re-pin constraints.txt to what the venv holds now.
+constraints: install
+	{ echo "# Exact versions of everything scm installs (make constraints regenerates it)."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v -E '^(scm|pip)=='; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

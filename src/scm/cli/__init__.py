@@ -1,0 +1,1 @@
+"""The ``scm`` command: one thin module per domain, no logic of its own."""

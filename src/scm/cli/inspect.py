@@ -1,0 +1,66 @@
+"""``scm inspect``: the host's SGX and TDX report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from scm.errors import NotFoundError
+from scm.files import write_atomic
+from scm.platform import RENDERERS, discover
+from scm.platform.domcaps import read_domcaps_from_libvirt
+
+
+@click.command("inspect")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    default=Path("/"),
+    show_default=True,
+    help="Read /proc, /sys and /dev below this directory.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(sorted(RENDERERS)),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--domcaps",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="libvirt domain capabilities XML (virsh domcapabilities).",
+)
+@click.option("--libvirt-uri", help="Read domain capabilities from this libvirt connection.")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file atomically instead of standard output.",
+)
+def inspect_command(
+    root: Path,
+    output_format: str,
+    domcaps: Path | None,
+    libvirt_uri: str | None,
+    output: Path | None,
+) -> None:
+    """Report what this host can do for SGX and TDX, and what to fix."""
+    domcaps_xml = None
+    if domcaps is not None:
+        try:
+            domcaps_xml = domcaps.read_text()
+        except FileNotFoundError:
+            raise NotFoundError(f"domain capabilities file {domcaps} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise NotFoundError(f"cannot read {domcaps}: {exc}") from None
+    elif libvirt_uri:
+        domcaps_xml = read_domcaps_from_libvirt(libvirt_uri)
+    report = discover(root, domcaps_xml)
+    text = RENDERERS[output_format](report)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if not output.parent.is_dir():
+        raise NotFoundError(f"directory {output.parent} does not exist")
+    write_atomic(output, text)

@@ -1,0 +1,79 @@
+"""Entry point of the ``scm`` command: global options, subcommands, error reporting."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from scm import __version__
+from scm.cli.context import CliContext
+from scm.cli.inspect import inspect_command
+from scm.config import LOG_LEVELS
+from scm.errors import ScmError
+from scm.log import setup_logging
+
+EX_SOFTWARE = 70
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Log at debug level and show tracebacks.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML settings file (default: $SCM_CONFIG).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory for scm's state (default: $SCM_STATE_DIR, /var/lib/scm for root).",
+)
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Override the log level.")
+@click.version_option(__version__, prog_name="scm")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    debug: bool,
+    config_file: Path | None,
+    state_dir: Path | None,
+    log_level: str | None,
+) -> None:
+    """SCM: Intel SGX and TDX confidential computing for clouds."""
+    obj = CliContext(debug=debug, config_file=config_file, state_dir=state_dir, log_level=log_level)
+    ctx.obj = obj
+    setup_logging(obj.settings.log_level)
+
+
+cli.add_command(inspect_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; expected errors become one line on stderr and a non-zero exit."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("SCM_DEBUG") == "1"
+    try:
+        code = cli.main(args=args, prog_name="scm", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ScmError as exc:
+        if debug:
+            raise
+        click.echo(f"scm: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        click.echo(
+            f"scm: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            err=True,
+        )
+        sys.exit(EX_SOFTWARE)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,192 @@
+"""The one settings object: built-in defaults, a TOML file, then ``SCM_*`` variables.
+
+Later sources win: a value in the TOML file overrides the default, an environment
+variable overrides both, and explicit command-line options override everything (the
+CLI passes them as ``overrides``).
+
+Top-level settings live on :class:`Settings`. Each domain declares its own table as a
+frozen dataclass and reads it with :meth:`Settings.section`, so this module never has
+to know every domain's knobs::
+
+    @dataclass(frozen=True)
+    class KeysSettings:
+        pkcs11_module: str = "/usr/lib/softhsm/libsofthsm2.so"
+
+    keys = settings.section("keys", KeysSettings)   # [keys] table, SCM_KEYS_* variables
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from scm.errors import ConfigError
+
+T = TypeVar("T")
+
+ENV_PREFIX = "SCM_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def default_state_dir() -> Path:
+    """Where state lives when nothing says otherwise: /var/lib/scm for root, else XDG."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/scm")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "scm"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings: top-level values plus the raw tables domains read from."""
+
+    state_dir: Path
+    log_level: str = "warning"
+    config_file: Path | None = None
+    tables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+    def section(self, name: str, cls: type[T]) -> T:
+        """Build the dataclass ``cls`` from defaults, table ``[name]`` and ``SCM_NAME_*``."""
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls!r} is not a dataclass")
+        hints = typing.get_type_hints(cls)
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        table = self.tables.get(name, {})
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(
+                f"{self._where()}: unknown setting {name}.{unknown[0]} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        values: dict[str, Any] = {}
+        for key, raw in table.items():
+            values[key] = _coerce(raw, hints[key], f"{name}.{key}", self._where())
+        prefix = f"{ENV_PREFIX}{name.upper()}_"
+        for key in known:
+            env_name = prefix + key.upper()
+            if env_name in self.environ:
+                values[key] = _coerce_env(self.environ[env_name], hints[key], env_name)
+        return cast(T, cls(**values))
+
+    def _where(self) -> str:
+        return str(self.config_file) if self.config_file else "settings"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Resolve settings from the TOML file (``--config`` or ``SCM_CONFIG``) and environment.
+
+    ``overrides`` holds explicit command-line values (``state_dir``, ``log_level``);
+    ``None`` values in it are ignored.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = config_file or (Path(env["SCM_CONFIG"]) if env.get("SCM_CONFIG") else None)
+    document = _read_toml(path) if path else {}
+    tables = {k: v for k, v in document.items() if isinstance(v, dict)}
+    top = {k: v for k, v in document.items() if not isinstance(v, dict)}
+    unknown = sorted(set(top) - {"state_dir", "log_level"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting {unknown[0]}")
+
+    state_dir: Path = default_state_dir()
+    log_level = "warning"
+    if "state_dir" in top:
+        state_dir = Path(_coerce(top["state_dir"], str, "state_dir", str(path)))
+    if "log_level" in top:
+        log_level = _coerce(top["log_level"], str, "log_level", str(path))
+    if env.get("SCM_STATE_DIR"):
+        state_dir = Path(env["SCM_STATE_DIR"])
+    if env.get("SCM_LOG_LEVEL"):
+        log_level = env["SCM_LOG_LEVEL"]
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key == "state_dir":
+            state_dir = Path(value)
+        elif key == "log_level":
+            log_level = str(value)
+        else:
+            raise ValueError(f"unsupported override {key!r}")
+    log_level = log_level.lower()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"log level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    return Settings(
+        state_dir=state_dir.expanduser(),
+        log_level=log_level,
+        config_file=path,
+        tables=tables,
+        environ=env,
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    """Check a TOML value against the field's type, converting str to Path and list to tuple."""
+    kind, inner = _unwrap(hint)
+    if value is None and inner:
+        return None
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    if kind is tuple and isinstance(value, list):
+        return tuple(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be an integer, not a boolean")
+    if isinstance(value, kind):
+        return value
+    raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {type(value).__name__}")
+
+
+def _coerce_env(text: str, hint: Any, name: str) -> Any:
+    """Parse an environment variable's text according to the field's type."""
+    kind, optional = _unwrap(hint)
+    if optional and text == "":
+        return None
+    try:
+        if kind is bool:
+            lowered = text.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind is tuple:
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+
+
+def _unwrap(hint: Any) -> tuple[type, bool]:
+    """(base type, optional?) for hints like ``int``, ``Path | None``, ``tuple[str, ...]``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base, _ = _unwrap(args[0])
+        return base, True
+    if origin in (tuple, list):
+        return tuple, False
+    return hint, False

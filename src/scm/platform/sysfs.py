@@ -1,0 +1,68 @@
+"""The sysfs, cgroup and /dev facts about SGX and TDX that Linux exposes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from scm.platform.root import HostRoot
+
+NODE_EPC_GLOB = "sys/devices/system/node/node*/x86/sgx_total_bytes"
+MISC_CAPACITY = "/sys/fs/cgroup/misc.capacity"
+KVM_INTEL = "/sys/module/kvm_intel"
+SGX_DEVICES = ("/dev/sgx_enclave", "/dev/sgx_provision", "/dev/sgx_vepc")
+LEGACY_SGX_DEVICES = ("/dev/isgx", "/dev/sgx/enclave", "/dev/sgx/provision")
+TDX_GUEST_DEVICE = "/dev/tdx_guest"
+TSM_REPORT_DIR = "/sys/kernel/config/tsm/report"
+CONFIGFS_DIR = "/sys/kernel/config"
+
+_NODE_RE = re.compile(r"/node(\d+)/")
+
+
+@dataclass(frozen=True)
+class SysfsFacts:
+    epc_by_node: dict[int, int] = field(default_factory=dict)
+    misc_capacity: dict[str, int] = field(default_factory=dict)
+    kvm_intel_loaded: bool = False
+    kvm_sgx: bool | None = None
+    kvm_tdx: bool | None = None
+    sgx_devices: tuple[str, ...] = ()
+    legacy_sgx_devices: tuple[str, ...] = ()
+    tdx_guest_device: bool = False
+    tsm_report: bool = False
+    configfs_mounted: bool = False
+
+
+def read_sysfs(root: HostRoot) -> SysfsFacts:
+    epc_by_node = {}
+    for path in root.glob(NODE_EPC_GLOB):
+        match = _NODE_RE.search(path)
+        value = root.read_int(path)
+        if match and value is not None:
+            epc_by_node[int(match.group(1))] = value
+    kvm_loaded = root.exists(KVM_INTEL)
+    return SysfsFacts(
+        epc_by_node=epc_by_node,
+        misc_capacity=_misc_capacity(root),
+        kvm_intel_loaded=kvm_loaded,
+        kvm_sgx=root.read_flag(f"{KVM_INTEL}/parameters/sgx") if kvm_loaded else None,
+        kvm_tdx=root.read_flag(f"{KVM_INTEL}/parameters/tdx") if kvm_loaded else None,
+        sgx_devices=tuple(d for d in SGX_DEVICES if root.exists(d)),
+        legacy_sgx_devices=tuple(d for d in LEGACY_SGX_DEVICES if root.exists(d)),
+        tdx_guest_device=root.exists(TDX_GUEST_DEVICE),
+        tsm_report=root.resolve(TSM_REPORT_DIR).is_dir(),
+        configfs_mounted=any(root.resolve(CONFIGFS_DIR).glob("*")),
+    )
+
+
+def _misc_capacity(root: HostRoot) -> dict[str, int]:
+    """Parse the misc cgroup's ``name value`` lines (e.g. ``sgx_epc``, ``tdx``)."""
+    text = root.read_text(MISC_CAPACITY)
+    capacity: dict[str, int] = {}
+    for line in (text or "").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            capacity[parts[0]] = int(parts[1])
+        elif line.strip():
+            root.problems.append(f"{MISC_CAPACITY}: cannot parse line {line.strip()[:40]!r}")
+    return capacity
