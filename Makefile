@@ -9,6 +9,8 @@ STAMP    := $(VENV)/.installed
 EXTRAS   := dev
 # Debian packages scm needs, one per line in apt-packages.txt.
 APT_PACKAGES := $(shell grep -v '^\#' apt-packages.txt 2>/dev/null)
+# .proto files the project wrote; their Python modules are generated at install into src/.
+PROTOS := $(shell find protos -name '*.proto' 2>/dev/null)
 
 .PHONY: install apt venv test lint typecheck unit run bench constraints clean
 
@@ -25,11 +27,16 @@ apt:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml constraints.txt apt-packages.txt
+$(STAMP): pyproject.toml constraints.txt apt-packages.txt $(PROTOS)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "scm needs Python 3.11 or newer"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@if [ -n "$(PROTOS)" ]; then \
+	  echo "generating gRPC modules from $(PROTOS)"; \
+	  $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src \
+	    --grpc_python_out=src $(PROTOS); \
+	fi
 	touch $(STAMP)
 
 lint: install
