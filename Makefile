@@ -55,7 +55,7 @@ run: install
 	$(BIN)/scm inspect
 
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/*.py; do echo "== $$b"; PYTHONPATH=. $(BIN)/python $$b || exit 1; done
 
 # Re-pin constraints.txt to what the venv holds now.
 constraints: install

@@ -1,6 +1,6 @@
 """How long `scm inspect` takes: discovery and rendering in-process, and the whole command.
 
-Prints figures; asserts nothing. Run with `make bench` or `.venv/bin/python bench/host_report.py`.
+Prints figures; asserts nothing. Run with `make bench` (or `PYTHONPATH=. .venv/bin/python bench/host_report.py`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.hostroots import HOST_NAMES, materialize
 
-from scm.platform import RENDERERS, discover  # noqa: E402
-from tests.hostroots import HOST_NAMES, materialize  # noqa: E402
+from scm.platform import RENDERERS, discover
 
 ROUNDS = 200
 
