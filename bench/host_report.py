@@ -1,6 +1,6 @@
 """How long `scm inspect` takes: discovery and rendering in-process, and the whole command.
 
-Prints figures; asserts nothing. Run with `make bench` (or `PYTHONPATH=. .venv/bin/python bench/host_report.py`).
+Prints figures; asserts nothing. Run with `make bench`, which puts the repository on PYTHONPATH.
 """
 
 from __future__ import annotations
