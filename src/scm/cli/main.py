@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -10,15 +11,41 @@ import click
 
 from scm import __version__
 from scm.cli.context import CliContext
-from scm.cli.inspect import inspect_command
 from scm.config import LOG_LEVELS
-from scm.errors import ScmError
+from scm.errors import ScmError, UnavailableError
 from scm.log import setup_logging
 
 EX_SOFTWARE = 70
 
+# Subcommand name -> "module:attribute". Modules load only when their command runs, so
+# `scm inspect` stays fast and works where a domain's heavier dependencies are absent
+# (e.g. inside a guest image that carries only what inspect and attest need).
+COMMANDS = {
+    "inspect": "scm.cli.inspect:inspect_command",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return super().get_command(ctx, name)
+        module_name, attribute = COMMANDS[name].split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise UnavailableError(
+                f"'scm {name}' is not available in this installation: {exc}"
+            ) from None
+        command: click.Command = getattr(module, attribute)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Log at debug level and show tracebacks.")
 @click.option(
     "--config",
@@ -45,9 +72,6 @@ def cli(
     obj = CliContext(debug=debug, config_file=config_file, state_dir=state_dir, log_level=log_level)
     ctx.obj = obj
     setup_logging(obj.settings.log_level)
-
-
-cli.add_command(inspect_command)
 
 
 def main(argv: list[str] | None = None) -> None:

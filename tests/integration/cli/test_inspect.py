@@ -93,3 +93,9 @@ def test_debug_shows_the_traceback():
     result = scm("--debug", "inspect", "--root", "/does/not/exist")
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+def test_help_lists_commands_without_importing_them():
+    result = scm("--help")
+    assert result.returncode == 0
+    assert "inspect" in result.stdout
