@@ -92,6 +92,8 @@ class QeIdentity:
 class TcbStatus:
     status: str
     advisory_ids: tuple[str, ...] = ()
+    # For a platform level: when a newer level superseded it (None for the newest level).
+    superseded_at: datetime | None = None
 
 
 class NoMatchingLevel(Exception):
@@ -154,12 +156,13 @@ def match_platform(
     info: TcbInfo, sgx_components: tuple[int, ...], pce_svn: int, tee_tcb_svn: bytes | None
 ) -> TcbStatus:
     """The status of the first level the platform's SVNs reach (TDX: also the TEE TCB SVN)."""
-    for level in info.levels:
+    for index, level in enumerate(info.levels):
         if pce_svn < level.pce_svn or _below(sgx_components, level.sgx_components):
             continue
         if tee_tcb_svn is not None and _below(tuple(tee_tcb_svn), level.tdx_components):
             continue
-        return TcbStatus(level.status, level.advisory_ids)
+        newer = info.levels[index - 1].date if index else ""
+        return TcbStatus(level.status, level.advisory_ids, parse_time(newer) if newer else None)
     raise NoMatchingLevel("no TCB level matches the platform's SVNs")
 
 
@@ -183,7 +186,7 @@ def converge(platform: TcbStatus, component: TcbStatus) -> TcbStatus:
         status = REVOKED
     advisories = list(platform.advisory_ids)
     advisories += [a for a in component.advisory_ids if a not in advisories]
-    return TcbStatus(status, tuple(advisories))
+    return TcbStatus(status, tuple(advisories), platform.superseded_at)
 
 
 def _below(have: tuple[int, ...], need: tuple[int, ...]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from scm.attestation.quote import EnclaveReport, Quote, Report, TdReport
@@ -45,6 +46,7 @@ class Verdict:
     status: str | None = None
     advisory_ids: tuple[str, ...] = ()
     quote: Quote | None = None
+    superseded_at: datetime | None = None  # when a newer TCB level replaced the platform's
     reason: str | None = None
     message: str = ""
     rule: str | None = None
@@ -70,6 +72,8 @@ class Verdict:
         }
         if self.rule:
             out["rule"] = self.rule
+        if self.superseded_at:
+            out["tcb_superseded_at"] = self.superseded_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         if self.quote is not None:
             out["quote"] = quote_summary(self.quote)
         return out

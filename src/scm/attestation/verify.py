@@ -75,7 +75,12 @@ def verify(
         status = _verify_chain_of_trust(parsed, collateral, seconds)
     except _Rejected as exc:
         return verdict.rejected(exc.reason, str(exc))
-    verdict = Verdict(status=status.status, advisory_ids=status.advisory_ids, quote=parsed)
+    verdict = Verdict(
+        status=status.status,
+        advisory_ids=status.advisory_ids,
+        quote=parsed,
+        superseded_at=status.superseded_at,
+    )
     if status.status == tcb.REVOKED:
         return verdict.rejected("tcb_revoked", "the platform's TCB level is revoked")
     problem = _attribute_problem(parsed, allow_debug, allow_service_td)

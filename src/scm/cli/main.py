@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from scm import __version__
+from scm.cli.attest import attest_group
 from scm.cli.context import CliContext
 from scm.cli.inspect import inspect_command
 from scm.config import LOG_LEVELS
@@ -48,6 +49,7 @@ def cli(
 
 
 cli.add_command(inspect_command)
+cli.add_command(attest_group)
 
 
 def main(argv: list[str] | None = None) -> None:

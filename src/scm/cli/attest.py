@@ -1,0 +1,95 @@
+"""``scm attest``: show, verify and generate DCAP quotes; fetch collateral for offline use."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from scm.attestation import Collateral, Verdict, parse_quote
+from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
+from scm.attestation.verdict import quote_summary
+from scm.errors import NotFoundError
+
+FORMATS = click.Choice(["text", "json"])
+
+
+@click.group("attest")
+def attest_group() -> None:
+    """DCAP attestation: SGX and TDX quotes."""
+
+
+@attest_group.command("show")
+@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
+def show_command(quote_file: Path, output_format: str) -> None:
+    """Print the fields of a quote (nothing is verified)."""
+    summary = quote_summary(parse_quote(_read(quote_file)))
+    if output_format == "json":
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key}: {value}")
+
+
+@attest_group.command("verify")
+@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--collateral",
+    "collateral_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Collateral bundle (QuoteCollateralV3 JSON, as `scm attest collateral fetch` writes).",
+)
+@click.option("--at", "at", type=int, help="Verify at this time (Unix seconds; default: now).")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Appraisal policy (TOML); default: UpToDate or SWHardeningNeeded, no debug.",
+)
+@click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
+@click.pass_context
+def verify_command(
+    ctx: click.Context,
+    quote_file: Path,
+    collateral_file: Path | None,
+    at: int | None,
+    policy_file: Path | None,
+    output_format: str,
+) -> None:
+    """Verify a quote and appraise it; exit 0 only when the policy accepts it."""
+    raw = _read(quote_file)
+    if collateral_file is None:
+        raise click.UsageError("give --collateral FILE")
+    collateral = Collateral.from_json(_read(collateral_file))
+    policy = Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY
+    verdict = appraise(raw, collateral, time.time() if at is None else at, policy)
+    _print_verdict(verdict, output_format)
+    if not verdict.ok:
+        ctx.exit(1)
+
+
+def _print_verdict(verdict: Verdict, output_format: str) -> None:
+    if output_format == "json":
+        click.echo(json.dumps(verdict.to_dict(), indent=2))
+        return
+    advisories = ", ".join(verdict.advisory_ids) or "none"
+    if verdict.ok:
+        click.echo(f"accepted: {verdict.status} (advisories: {advisories})")
+    else:
+        detail = f" [{verdict.rule}]" if verdict.rule else ""
+        status = (
+            f" (TCB status {verdict.status}, advisories: {advisories})" if verdict.status else ""
+        )
+        click.echo(f"rejected: {verdict.reason}{detail}: {verdict.message}{status}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {path}: {exc.strerror}") from None
