@@ -87,6 +87,21 @@ def verify(
     return verdict.rejected(*problem) if problem else verdict
 
 
+def clear_caches() -> None:
+    """Forget every cached verification result (they are also bounded and expire by time)."""
+    for cached in (
+        _pck_platform,
+        _parse_tcb_info,
+        _parse_qe_identity,
+        _qe_report_signed,
+        verified_chain,
+        verified_crls,
+        signed_by_leaf,
+        attestation_public_key,
+    ):
+        cached.cache_clear()
+
+
 def _verify_chain_of_trust(quote: Quote, collateral: Collateral, now: int) -> tcb.TcbStatus:
     # 1. PCK chain
     chain, pck = _pck_platform(quote.pck_chain_pem)
