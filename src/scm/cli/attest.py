@@ -9,9 +9,12 @@ from pathlib import Path
 import click
 
 from scm.attestation import Collateral, Verdict, parse_quote
+from scm.attestation.pccs import AttestationSettings, PccsClient
 from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
 from scm.attestation.verdict import quote_summary
+from scm.cli.context import CliContext, pass_cli
 from scm.errors import NotFoundError
+from scm.files import write_atomic
 
 FORMATS = click.Choice(["text", "json"])
 
@@ -42,6 +45,9 @@ def show_command(quote_file: Path, output_format: str) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Collateral bundle (QuoteCollateralV3 JSON, as `scm attest collateral fetch` writes).",
 )
+@click.option(
+    "--pccs-url", help="Fetch collateral from this PCCS or PCS (cached in the state dir)."
+)
 @click.option("--at", "at", type=int, help="Verify at this time (Unix seconds; default: now).")
 @click.option(
     "--policy",
@@ -55,20 +61,62 @@ def verify_command(
     ctx: click.Context,
     quote_file: Path,
     collateral_file: Path | None,
+    pccs_url: str | None,
     at: int | None,
     policy_file: Path | None,
     output_format: str,
 ) -> None:
     """Verify a quote and appraise it; exit 0 only when the policy accepts it."""
     raw = _read(quote_file)
-    if collateral_file is None:
-        raise click.UsageError("give --collateral FILE")
-    collateral = Collateral.from_json(_read(collateral_file))
+    if (collateral_file is None) == (pccs_url is None):
+        raise click.UsageError("give either --collateral FILE or --pccs-url URL")
     policy = Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY
-    verdict = appraise(raw, collateral, time.time() if at is None else at, policy)
+    now = time.time() if at is None else at
+    if collateral_file is not None:
+        collateral = Collateral.from_json(_read(collateral_file))
+    else:
+        client = _client(ctx.ensure_object(CliContext), pccs_url)
+        collateral = client.collateral_for(parse_quote(raw), now)
+    verdict = appraise(raw, collateral, now, policy)
     _print_verdict(verdict, output_format)
     if not verdict.ok:
         ctx.exit(1)
+
+
+@attest_group.group("collateral")
+def collateral_group() -> None:
+    """Collateral for offline verification."""
+
+
+@collateral_group.command("fetch")
+@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--pccs-url", help="PCCS or PCS base URL (default: [attestation] pccs_url).")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Write the bundle (QuoteCollateralV3 JSON) here, atomically.",
+)
+@pass_cli
+def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, output: Path) -> None:
+    """Fetch the collateral for the platform that produced QUOTE_FILE into an offline bundle."""
+    quote = parse_quote(_read(quote_file))
+    collateral = _client(obj, pccs_url, cached=False).collateral_for(quote)
+    if not output.parent.is_dir():
+        raise NotFoundError(f"directory {output.parent} does not exist")
+    write_atomic(output, collateral.to_json())
+    click.echo(f"wrote {output}")
+
+
+def _client(obj: CliContext, pccs_url: str | None, cached: bool = True) -> PccsClient:
+    settings = obj.settings.section("attestation", AttestationSettings)
+    cache = obj.settings.state_dir / "attestation" / "collateral" if cached else None
+    return PccsClient(
+        pccs_url or settings.pccs_url,
+        cache_dir=cache,
+        timeout=settings.pccs_timeout_seconds,
+        verify_tls=settings.pccs_verify_tls,
+    )
 
 
 def _print_verdict(verdict: Verdict, output_format: str) -> None:
