@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import click
 
 from scm.attestation import Collateral, Verdict, parse_quote
+from scm.attestation.evidence import generate_quote
 from scm.attestation.pccs import AttestationSettings, PccsClient
 from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
 from scm.attestation.verdict import quote_summary
@@ -81,6 +83,33 @@ def verify_command(
     _print_verdict(verdict, output_format)
     if not verdict.ok:
         ctx.exit(1)
+
+
+@attest_group.command("quote")
+@click.option("--report-data", required=True, help="64 bytes of REPORTDATA, as hex.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="Find configfs-tsm or /dev/attestation below this directory.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the quote here atomically (default: standard output, binary).",
+)
+def quote_command(report_data: str, root: Path, output: Path | None) -> None:
+    """Generate a quote in this TDX guest or Gramine SGX enclave."""
+    try:
+        data = bytes.fromhex(report_data)
+    except ValueError:
+        raise click.BadParameter("not hex", param_hint="--report-data") from None
+    evidence = generate_quote(data, root)
+    if output is None:
+        sys.stdout.buffer.write(evidence.quote)
+    else:
+        write_atomic(output, evidence.quote)
 
 
 @attest_group.group("collateral")
