@@ -9,8 +9,10 @@ from pathlib import Path
 import click
 
 from scm import __version__
+from scm.cli.ca import ca_group
 from scm.cli.context import CliContext
 from scm.cli.inspect import inspect_command
+from scm.cli.keys import keys_group
 from scm.config import LOG_LEVELS
 from scm.errors import ScmError
 from scm.log import setup_logging
@@ -48,6 +50,8 @@ def cli(
 
 
 cli.add_command(inspect_command)
+cli.add_command(keys_group)
+cli.add_command(ca_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,8 +44,7 @@ def acquire(module: str, softhsm_conf: Path | None) -> Library:
         entry.lib.reinitialize()
         entry.softhsm_conf = softhsm_conf
     if entry is None:
-        if not Path(module).is_file():
-            raise TokenUnavailableError(f"PKCS#11 module {module} does not exist")
+        check_module(module)
         _set_conf(softhsm_conf)
         try:
             entry = _Loaded(pkcs11.lib(module), softhsm_conf)
@@ -54,6 +53,12 @@ def acquire(module: str, softhsm_conf: Path | None) -> Library:
         _loaded[module] = entry
     entry.users += 1
     return entry.lib
+
+
+def check_module(module: str) -> None:
+    """A one-line error before anything else when the module file is missing."""
+    if not Path(module).is_file():
+        raise TokenUnavailableError(f"PKCS#11 module {module} does not exist")
 
 
 def release(module: str) -> None:

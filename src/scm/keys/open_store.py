@@ -6,6 +6,7 @@ from pathlib import Path
 
 from scm.config import Settings
 from scm.keys.errors import TokenLoginError
+from scm.keys.library import check_module
 from scm.keys.pkcs11_store import Pkcs11Keystore
 from scm.keys.settings import PIN_ENV, SOFTHSM2_MODULE, KeysSettings
 from scm.keys.softhsm import ensure_embedded_token
@@ -18,6 +19,7 @@ def open_keystore(settings: Settings) -> Pkcs11Keystore:
     the PIN file scm created with the token.
     """
     keys = settings.section("keys", KeysSettings)
+    check_module(keys.pkcs11_module)
     pin = settings.environ.get(PIN_ENV) or (_read_pin(keys.pin_file) if keys.pin_file else None)
     softhsm_conf = None
     if keys.embedded_token and Path(keys.pkcs11_module).name == Path(SOFTHSM2_MODULE).name:
