@@ -109,6 +109,9 @@ class Pkcs11Keystore:
             ) from None
         try:
             self._session = token.open(rw=True, user_pin=self._pin)
+        except pkcs11.UserAlreadyLoggedIn:
+            # PKCS#11 logins are per process: another session of ours logged in already.
+            self._session = token.open(rw=True)
         except (pkcs11.PinIncorrect, pkcs11.PinInvalid, pkcs11.PinLenRange):
             raise TokenLoginError(
                 f"the PIN for token {self._token_label!r} was rejected (wrong PIN)"
