@@ -9,7 +9,7 @@ for RSA keys. Nothing here can reveal the private key.
 from __future__ import annotations
 
 import math
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, Self
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
@@ -60,17 +60,37 @@ def _no_private_material(what: str) -> NoReturn:
     raise KeyFormatError(f"the private key is inside the token: its {what} cannot be read")
 
 
-class TokenEllipticCurveKey(ec.EllipticCurvePrivateKey):
+class _InToken:
+    """What EC and RSA token keys share: a label, no private bytes, nothing to copy."""
+
+    _label: str
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        _no_private_material("bytes")
+
+    def __copy__(self) -> Self:
+        return self  # the key is a handle on the token: copies would share it anyway
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
+
+
+class TokenEllipticCurveKey(_InToken, ec.EllipticCurvePrivateKey):
     """An EC private key in a token, usable wherever ``cryptography`` wants one to sign."""
 
     def __init__(self, token: TokenSigning, label: str, public: ec.EllipticCurvePublicKey):
         self._token = token
         self._label = label
         self._public = public
-
-    @property
-    def label(self) -> str:
-        return self._label
 
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
@@ -98,32 +118,14 @@ class TokenEllipticCurveKey(ec.EllipticCurvePrivateKey):
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         _no_private_material("numbers")
 
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_private_material("bytes")
 
-    def __copy__(self) -> TokenEllipticCurveKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenEllipticCurveKey:
-        return self
-
-
-class TokenRSAKey(rsa.RSAPrivateKey):
+class TokenRSAKey(_InToken, rsa.RSAPrivateKey):
     """An RSA private key in a token: PKCS#1 v1.5 and PSS signatures."""
 
     def __init__(self, token: TokenSigning, label: str, public: rsa.RSAPublicKey):
         self._token = token
         self._label = label
         self._public = public
-
-    @property
-    def label(self) -> str:
-        return self._label
 
     def sign(
         self,
@@ -175,20 +177,6 @@ class TokenRSAKey(rsa.RSAPrivateKey):
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         _no_private_material("numbers")
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        _no_private_material("bytes")
-
-    def __copy__(self) -> TokenRSAKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenRSAKey:
-        return self
 
 
 # The ``padding`` parameter name (fixed by the interface) shadows the module inside sign().

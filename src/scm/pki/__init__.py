@@ -2,8 +2,7 @@
 
 Every CA implements :class:`CertificateAuthority` (``await ca.sign(csr, ttl)`` and
 ``ca.trust_bundle()``), so callers such as the SDS server do not care which one is
-configured: :class:`LocalCA` (its key in the keystore), :class:`KubernetesCSRAuthority`
-(``certificates.k8s.io/v1``) or :class:`IstioCAAuthority` (istiod's gRPC CA).
+configured. :class:`LocalCA` keeps its signing key in the keystore.
 """
 
 from scm.pki.authority import CertificateAuthority, IssuedCertificate, csr_to_pem, load_csr
