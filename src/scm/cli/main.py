@@ -22,7 +22,9 @@ EX_SOFTWARE = 70
 # (e.g. inside a guest image that carries only what inspect and attest need).
 COMMANDS = {
     "attest": "scm.cli.attest:attest_group",
+    "ca": "scm.cli.ca:ca_group",
     "inspect": "scm.cli.inspect:inspect_command",
+    "keys": "scm.cli.keys:keys_group",
 }
 
 
