@@ -1,0 +1,53 @@
+"""``scm kube``: the Kubernetes device plugin, node agent and admission webhook."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from scm.cli.context import CliContext, pass_cli
+from scm.errors import NotFoundError
+from scm.kube.manager import DevicePluginManager
+from scm.kube.service import run_until_signalled
+from scm.kube.settings import KubeSettings
+
+root_option = click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="Read the host's /proc, /sys and /dev below this directory.",
+)
+kubelet_dir_option = click.option(
+    "--kubelet-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The kubelet's device-plugin directory (default: [kube] kubelet_dir).",
+)
+
+
+@click.group("kube")
+def kube_group() -> None:
+    """Kubernetes: device plugin, node agent, admission webhook."""
+
+
+@kube_group.command("device-plugin")
+@root_option
+@kubelet_dir_option
+@pass_cli
+def device_plugin_command(cli: CliContext, root: Path, kubelet_dir: Path | None) -> None:
+    """Serve sgx.intel.com/enclave, sgx.intel.com/provision and tdx.intel.com/keys."""
+    settings = cli.settings.section("kube", KubeSettings)
+    _require_root(root)
+    manager = DevicePluginManager(root, kubelet_dir or settings.kubelet_dir, settings.sgx_shares)
+
+    async def serve(stop: asyncio.Event) -> None:
+        await manager.run(stop, settings.poll_interval)
+
+    run_until_signalled(serve)
+
+
+def _require_root(root: Path) -> None:
+    if not root.is_dir():
+        raise NotFoundError(f"host root {root} is not a directory")
