@@ -12,6 +12,7 @@ from scm.errors import NotFoundError
 from scm.kube.manager import DevicePluginManager
 from scm.kube.service import run_until_signalled
 from scm.kube.settings import KubeSettings
+from scm.kube.webhook.server import make_app, serve, tls_context
 
 root_option = click.option(
     "--root",
@@ -46,6 +47,28 @@ def device_plugin_command(cli: CliContext, root: Path, kubelet_dir: Path | None)
         await manager.run(stop, settings.poll_interval)
 
     run_until_signalled(serve)
+
+
+@kube_group.command("webhook")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--host", help="Address to listen on (default: [kube] webhook_host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Default: [kube] webhook_port.")
+@pass_cli
+def webhook_command(
+    cli: CliContext, tls_cert: Path, tls_key: Path, host: str | None, port: int | None
+) -> None:
+    """Serve the SGX mutating admission webhook over HTTPS at /mutate."""
+    settings = cli.settings.section("kube", KubeSettings)
+    context = tls_context(tls_cert, tls_key)
+    app = make_app()
+
+    async def run(stop: asyncio.Event) -> None:
+        await serve(
+            app, host or settings.webhook_host, port or settings.webhook_port, context, stop
+        )
+
+    run_until_signalled(run)
 
 
 def _require_root(root: Path) -> None:
