@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 from scm.errors import DiscoveryError, UnavailableError
 from scm.kube.plugin import KUBELET_SOCKET, ResourcePlugin
 from scm.kube.resources import resources_for
+from scm.kube.service import every
 from scm.platform import HostReport, discover
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,7 @@ class DevicePluginManager:
     async def run(self, stop: asyncio.Event, poll_interval: float) -> None:
         """Reconcile every ``poll_interval`` seconds until ``stop`` is set, then shut down."""
         try:
-            while not stop.is_set():
-                await self.reconcile()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll_interval)
+            await every(poll_interval, stop, self.reconcile)
         finally:
             await self.close()
 

@@ -1,8 +1,9 @@
-"""Running a long-lived kube service until SIGTERM or SIGINT asks it to stop."""
+"""Running long-lived kube services: a polling loop, stopped by SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -18,3 +19,11 @@ def run_until_signalled(service: Callable[[asyncio.Event], Awaitable[None]]) -> 
         await service(stop)
 
     asyncio.run(main())
+
+
+async def every(interval: float, stop: asyncio.Event, step: Callable[[], Awaitable[None]]) -> None:
+    """Await ``step()`` now and then every ``interval`` seconds until ``stop`` is set."""
+    while not stop.is_set():
+        await step()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -29,6 +29,10 @@ def scm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     ("args", "message"),
     [
         (("kube", "device-plugin", "--root", "/does/not/exist"), "is not a directory"),
+        (
+            ("kube", "node-agent", "--root", "/", "--epc-registration", "node-status"),
+            "needs the node's name: set --node-name or SCM_KUBE_NODE_NAME",
+        ),
         (("kube", "webhook", "--tls-cert", "/no/cert", "--tls-key", "/no/key"), "does not exist"),
         (
             ("kube", "webhook", "--tls-cert", __file__, "--tls-key", __file__),
