@@ -1,15 +1,14 @@
 """How an SGX pod is mutated, compatibly with Intel's SGX admission webhook.
 
-The pod is changed in a copy and the JSON patch is the difference, so a pod that already
-carries every change yields an empty patch: reinvocation and retries never double anything.
+Every change is made only where it is missing, and each one is recorded as a JSON patch
+operation, so a pod that already carries every change yields an empty patch: reinvocation
+and retries never double anything.
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
-
-import jsonpatch
 
 from scm.errors import InputError
 from scm.kube.quantity import format_bytes, whole_quantity
@@ -29,20 +28,38 @@ class PodRejected(InputError):
     """The pod cannot be admitted as it is; the message says how to fix it."""
 
 
+class _Patch:
+    """Changes a document in place and records each change as an RFC 6902 operation."""
+
+    def __init__(self) -> None:
+        self.operations: list[dict[str, Any]] = []
+
+    def member(self, parent: dict[str, Any], key: str, path: str, default: Any) -> Any:
+        """``parent[key]``, first set to ``default`` when it is missing or null."""
+        if parent.get(key) is None:
+            self.put(parent, key, path, default)
+        return parent[key]
+
+    def put(self, parent: dict[str, Any], key: str, path: str, value: Any) -> None:
+        parent[key] = value
+        # A snapshot: the value may be filled further by later operations of its own.
+        self.operations.append(
+            {"op": "add", "path": f"{path}/{_escape(key)}", "value": copy.deepcopy(value)}
+        )
+
+    def append(self, parent: list[Any], path: str, value: Any) -> None:
+        parent.append(value)
+        self.operations.append({"op": "add", "path": f"{path}/-", "value": copy.deepcopy(value)})
+
+
 def pod_patch(pod: Pod) -> list[dict[str, Any]]:
-    """The JSON patch (RFC 6902) that makes ``pod`` use SGX, empty when nothing is missing."""
-    mutated = mutate_pod(pod)
-    if mutated is pod:
-        return []
-    operations: list[dict[str, Any]] = jsonpatch.make_patch(pod, mutated).patch
-    return operations
+    """Mutate ``pod`` in place to use SGX; return the JSON patch that does the same.
 
-
-def mutate_pod(pod: Pod) -> Pod:
-    """A mutated copy of ``pod``, or ``pod`` itself when it asks for no SGX at all."""
+    The patch is empty when nothing is missing (or the pod asks for no SGX at all).
+    """
     containers = _containers(pod)
-    metadata = _mapping(pod.get("metadata") or {}, "metadata")
-    annotations = _mapping(metadata.get("annotations") or {}, "metadata.annotations")
+    metadata = _mapping(pod.get("metadata"), "metadata")
+    annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
     provider = annotations.get(QUOTE_PROVIDER)
     names = [c.get("name") for c in containers]
     if provider is not None and (not isinstance(provider, str) or not provider):
@@ -55,43 +72,50 @@ def mutate_pod(pod: Pod) -> Pod:
         )
     epc = {i: n for i, c in enumerate(containers) if (n := _container_epc(c)) is not None}
     if not epc:
-        return pod
+        return []
 
-    pod = copy.deepcopy(pod)
-    containers = pod["spec"]["containers"]
+    patch = _Patch()
     for index in epc:
-        _ensure_resource(containers[index], SGX_ENCLAVE)
+        _ensure_resource(patch, containers[index], index, SGX_ENCLAVE)
     if provider in names:
-        _ensure_resource(containers[names.index(provider)], SGX_PROVISION)
+        index = names.index(provider)
+        _ensure_resource(patch, containers[index], index, SGX_PROVISION)
     if provider == AESMD:
         sidecar = names.index(AESMD) if AESMD in names else None
-        _ensure_aesmd_volume(pod, in_memory=sidecar is not None)
+        _ensure_aesmd_volume(patch, pod, in_memory=sidecar is not None)
         for index in sorted(set(epc) | ({sidecar} if sidecar is not None else set())):
-            _ensure_mount(containers[index])
+            path = f"/spec/containers/{index}"
+            mount = {"name": AESMD_VOLUME, "mountPath": AESMD_SOCKET_DIR}
+            _ensure_named(patch, containers[index], "volumeMounts", path, mount)
             if index != sidecar:
-                _ensure_env(containers[index], AESMD_ENV, "1")
-    metadata = pod.get("metadata") or {}
-    pod["metadata"] = metadata
-    pod_annotations = metadata.get("annotations") or {}
-    pod_annotations[EPC_ANNOTATION] = format_bytes(sum(epc.values()))
-    metadata["annotations"] = pod_annotations
-    return pod
+                _ensure_named(
+                    patch, containers[index], "env", path, {"name": AESMD_ENV, "value": "1"}
+                )
+    metadata = patch.member(pod, "metadata", "", {})
+    annotations = patch.member(metadata, "annotations", "/metadata", {})
+    total = format_bytes(sum(epc.values()))
+    if annotations.get(EPC_ANNOTATION) != total:
+        patch.put(annotations, EPC_ANNOTATION, "/metadata/annotations", total)
+    return patch.operations
 
 
 def _containers(pod: Pod) -> list[dict[str, Any]]:
-    spec = _mapping(pod.get("spec"), "spec")
+    if not isinstance(pod.get("spec"), dict):
+        raise PodRejected("the pod has no spec")
+    spec: dict[str, Any] = pod["spec"]
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise PodRejected("the pod has no spec.containers")
     for container in containers:
-        _mapping(container, "each of spec.containers")
-        resources = _mapping(container.get("resources") or {}, "resources")
+        if not isinstance(container, dict):
+            raise PodRejected("each of spec.containers must be an object")
+        resources = _mapping(container.get("resources"), "resources")
         for key in ("limits", "requests"):
-            _mapping(resources.get(key) or {}, f"resources.{key}")
+            _mapping(resources.get(key), f"resources.{key}")
         for key in ("env", "volumeMounts"):
-            if not isinstance(container.get(key) or [], list):
+            if container.get(key) is not None and not isinstance(container[key], list):
                 raise PodRejected(f"container {container.get('name')!r}: {key} must be a list")
-    if not isinstance(spec.get("volumes") or [], list):
+    if spec.get("volumes") is not None and not isinstance(spec["volumes"], list):
         raise PodRejected("spec.volumes must be a list")
     return containers
 
@@ -119,43 +143,44 @@ def _container_epc(container: dict[str, Any]) -> int | None:
     return limit_bytes if limit_bytes is not None else request_bytes
 
 
-def _ensure_resource(container: dict[str, Any], name: str) -> None:
-    resources = container.get("resources") or {}
-    container["resources"] = resources
+def _ensure_resource(patch: _Patch, container: dict[str, Any], index: int, name: str) -> None:
+    path = f"/spec/containers/{index}"
+    resources = patch.member(container, "resources", path, {})
     for key in ("limits", "requests"):
-        values = resources.get(key) or {}
-        values.setdefault(name, "1")
-        resources[key] = values
+        values = patch.member(resources, key, f"{path}/resources", {})
+        if name not in values:
+            patch.put(values, name, f"{path}/resources/{key}", "1")
 
 
-def _ensure_aesmd_volume(pod: Pod, in_memory: bool) -> None:
-    spec = pod["spec"]
-    volumes = spec.get("volumes") or []
+def _ensure_aesmd_volume(patch: _Patch, pod: Pod, in_memory: bool) -> None:
+    volumes = patch.member(pod["spec"], "volumes", "/spec", [])
     if any(isinstance(v, dict) and v.get("name") == AESMD_VOLUME for v in volumes):
         return
     if in_memory:
         source: dict[str, Any] = {"emptyDir": {"medium": "Memory"}}
     else:
         source = {"hostPath": {"path": AESMD_SOCKET_DIR, "type": "DirectoryOrCreate"}}
-    volumes.append({"name": AESMD_VOLUME, **source})
-    spec["volumes"] = volumes
+    patch.append(volumes, "/spec/volumes", {"name": AESMD_VOLUME, **source})
 
 
-def _ensure_mount(container: dict[str, Any]) -> None:
-    mounts = container.get("volumeMounts") or []
-    if not any(isinstance(m, dict) and m.get("name") == AESMD_VOLUME for m in mounts):
-        mounts.append({"name": AESMD_VOLUME, "mountPath": AESMD_SOCKET_DIR})
-    container["volumeMounts"] = mounts
+def _ensure_named(
+    patch: _Patch, container: dict[str, Any], key: str, path: str, item: dict[str, Any]
+) -> None:
+    """Add ``item`` to the list ``container[key]`` unless an entry of that name is there."""
+    items = patch.member(container, key, path, [])
+    if not any(isinstance(e, dict) and e.get("name") == item["name"] for e in items):
+        patch.append(items, f"{path}/{key}", item)
 
 
-def _ensure_env(container: dict[str, Any], name: str, value: str) -> None:
-    env = container.get("env") or []
-    if not any(isinstance(e, dict) and e.get("name") == name for e in env):
-        env.append({"name": name, "value": value})
-    container["env"] = env
+def _escape(key: str) -> str:
+    """A JSON pointer token (RFC 6901): "sgx.intel.com/epc" becomes "sgx.intel.com~1epc"."""
+    return key.replace("~", "~0").replace("/", "~1")
 
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
+    """``value`` if it is an object, {} if it is absent (null); else the pod is rejected."""
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise PodRejected(f"{what} must be an object")
     return value
