@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -29,57 +30,67 @@ def fixture_epc_bytes(root: Path) -> int:
     return sum(int(path.read_text()) for path in files)
 
 
-def test_node_status_gets_epc_and_label_then_loses_them_with_the_device(host_root) -> None:
-    root = host_root("sgx-2socket")
-    epc = str(fixture_epc_bytes(root))
+Scenario = Callable[[ApiServerEmulator, NodeAgent], Awaitable[None]]
+
+
+def with_node_status_agent(root: Path, scenario: Scenario) -> None:
+    """Run ``scenario`` with an agent patching node NODE of an API-server emulator."""
 
     async def main() -> None:
         api = ApiServerEmulator(NODE)
-        url = await api.start()
-        client = client_for(url)
+        client = client_for(await api.start())
         manager = DevicePluginManager(root, root / "no-kubelet", sgx_shares=2)
-        agent = NodeAgent(manager, NodeStatusPublisher(client, NODE))
         try:
-            await agent.step()
-            await agent.step()  # nothing changed: nothing sent
-            assert api.requests == [
-                Recorded(
-                    "PATCH",
-                    f"/api/v1/nodes/{NODE}/status",
-                    MERGE_PATCH,
-                    {"status": {"capacity": {EPC: epc}}},
-                ),
-                Recorded(
-                    "PATCH",
-                    f"/api/v1/nodes/{NODE}",
-                    MERGE_PATCH,
-                    {
-                        "metadata": {
-                            "labels": {
-                                SGX_LABEL: "true",
-                                "intel.feature.node.kubernetes.io/tdx": None,
-                            }
-                        }
-                    },
-                ),
-            ]
-            node = api.nodes[NODE]
-            assert node["status"]["capacity"][EPC] == epc
-            assert node["status"]["capacity"]["cpu"] == "2"
-            assert node["metadata"]["labels"][SGX_LABEL] == "true"
-
-            (root / "dev" / "sgx_enclave").unlink()
-            await agent.step()
-            assert len(api.requests) == 4
-            assert EPC not in node["status"]["capacity"]
-            assert SGX_LABEL not in node["metadata"]["labels"]
-            assert node["metadata"]["labels"]["kubernetes.io/hostname"] == NODE
+            await scenario(api, NodeAgent(manager, NodeStatusPublisher(client, NODE)))
         finally:
             await manager.close()
             await client.close()
             await api.stop()
 
     asyncio.run(main())
+
+
+def test_node_status_gets_epc_and_label_then_loses_them_with_the_device(host_root) -> None:
+    root = host_root("sgx-2socket")
+    epc = str(fixture_epc_bytes(root))
+
+    async def scenario(api: ApiServerEmulator, agent: NodeAgent) -> None:
+        await agent.step()
+        await agent.step()  # nothing changed: nothing sent
+        assert api.requests == [
+            Recorded(
+                "PATCH",
+                f"/api/v1/nodes/{NODE}/status",
+                MERGE_PATCH,
+                {"status": {"capacity": {EPC: epc}}},
+            ),
+            Recorded(
+                "PATCH",
+                f"/api/v1/nodes/{NODE}",
+                MERGE_PATCH,
+                {
+                    "metadata": {
+                        "labels": {
+                            SGX_LABEL: "true",
+                            "intel.feature.node.kubernetes.io/tdx": None,
+                        }
+                    }
+                },
+            ),
+        ]
+        node = api.nodes[NODE]
+        assert node["status"]["capacity"][EPC] == epc
+        assert node["status"]["capacity"]["cpu"] == "2"
+        assert node["metadata"]["labels"][SGX_LABEL] == "true"
+
+        (root / "dev" / "sgx_enclave").unlink()
+        await agent.step()
+        assert len(api.requests) == 4
+        assert EPC not in node["status"]["capacity"]
+        assert SGX_LABEL not in node["metadata"]["labels"]
+        assert node["metadata"]["labels"]["kubernetes.io/hostname"] == NODE
+
+    with_node_status_agent(root, scenario)
 
 
 def test_api_server_errors_are_logged_and_retried(
@@ -87,29 +98,19 @@ def test_api_server_errors_are_logged_and_retried(
 ) -> None:
     root = host_root("tdx-host")
 
-    async def main() -> None:
-        api = ApiServerEmulator(NODE)
-        url = await api.start()
-        client = client_for(url)
-        manager = DevicePluginManager(root, root / "no-kubelet", sgx_shares=2)
-        agent = NodeAgent(manager, NodeStatusPublisher(client, NODE))
-        try:
-            api.fail_with = 500
-            await agent.step()
-            await agent.step()
-            assert f"cannot patch node {NODE}" in caplog.text
-            assert EPC not in api.nodes[NODE]["status"]["capacity"]
+    async def scenario(api: ApiServerEmulator, agent: NodeAgent) -> None:
+        api.fail_with = 500
+        await agent.step()
+        await agent.step()
+        assert f"cannot patch node {NODE}" in caplog.text
+        assert EPC not in api.nodes[NODE]["status"]["capacity"]
 
-            api.fail_with = None
-            await agent.step()
-            assert api.nodes[NODE]["status"]["capacity"][EPC] == str(fixture_epc_bytes(root))
-            assert api.nodes[NODE]["metadata"]["labels"]["intel.feature.node.kubernetes.io/tdx"]
-        finally:
-            await manager.close()
-            await client.close()
-            await api.stop()
+        api.fail_with = None
+        await agent.step()
+        assert api.nodes[NODE]["status"]["capacity"][EPC] == str(fixture_epc_bytes(root))
+        assert api.nodes[NODE]["metadata"]["labels"]["intel.feature.node.kubernetes.io/tdx"]
 
-    asyncio.run(main())
+    with_node_status_agent(root, scenario)
 
 
 def test_nfd_mode_keeps_the_features_file_and_serves_the_kubelet(
