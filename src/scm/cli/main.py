@@ -25,6 +25,7 @@ COMMANDS = {
     "ca": "scm.cli.ca:ca_group",
     "inspect": "scm.cli.inspect:inspect_command",
     "keys": "scm.cli.keys:keys_group",
+    "kube": "scm.cli.kube:kube_group",
 }
 
 
