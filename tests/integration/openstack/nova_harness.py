@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from unittest import mock
 
@@ -53,6 +54,15 @@ class ScmServersTestBase(base.ServersTestBase):  # type: ignore[misc]
         if trait:
             extra_spec[f"trait:{SGX_TRAIT}"] = trait
         return str(self._create_flavor(memory_mb=1024, vcpu=2, extra_spec=extra_spec))
+
+    def settled_status(self, server: dict[str, Any], attempts: int = 100) -> str:
+        """Poll until ``server`` leaves BUILD; its final status (ACTIVE or ERROR)."""
+        for _ in range(attempts):
+            status = str(self.api.get_server(server["id"])["status"])
+            if status != "BUILD":
+                return status
+            time.sleep(0.05)
+        raise AssertionError(f"server {server['id']} still building after {attempts} polls")
 
     def domain_xml(self, server: dict[str, Any]) -> str:
         """The domain XML nova's driver defined in libvirt for ``server``."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from lxml import etree
+from nova import exception
 
 from tests.integration.openstack.nova_harness import EPC, SGX_TRAIT, ScmServersTestBase
 from tests.integration.openstack.real_libvirt import define_validated
@@ -94,3 +97,34 @@ class TestSgxServers(ScmServersTestBase):
         rp = self.compute_rp_uuids["compute1"]
         self.assertNotIn(EPC, self._get_provider_inventory(rp))
         self.assertFalse({"CUSTOM_SGX_FLC", "CUSTOM_SGX2"} & set(self._get_provider_traits(rp)))
+
+
+class TestSgxCapacity(ScmServersTestBase):
+    def test_concurrent_boots_never_over_commit_epc(self) -> None:
+        self.use_host("sgx-2socket", sgx_epc_mb=100)
+        self.start_compute("compute1")
+        flavor = self.sgx_flavor(30)
+        bodies = [self._build_server(flavor_id=flavor, networks="none") for _ in range(6)]
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            posted = list(pool.map(lambda b: self.api.post_server({"server": b}), bodies))
+        states = [self.settled_status(server) for server in posted]
+        self.assertEqual(3, states.count("ACTIVE"))
+        self.assertEqual(3, states.count("ERROR"))
+        self.assertEqual(90, self._get_provider_usages(self.compute_rp_uuids["compute1"])[EPC])
+
+
+class TestMisconfiguredHost(ScmServersTestBase):
+    def test_epc_override_larger_than_the_host_stops_compute_with_the_reason(self) -> None:
+        self.use_host("sgx-2socket", sgx_epc_mb=HOST_EPC_MB + 1)
+        error = self.assertRaises(
+            exception.InvalidConfiguration, self.start_compute, "compute1"
+        )
+        self.assertIn("sgx_epc_mb = 4057 exceeds the host's usable EPC of 4056 MiB", str(error))
+
+    def test_sgx_in_cpu_but_no_epc_runs_compute_without_sgx_and_says_why(self) -> None:
+        self.use_host("sgx-bios-disabled")
+        self.start_compute("compute1")
+        rp = self.compute_rp_uuids["compute1"]
+        self.assertNotIn(EPC, self._get_provider_inventory(rp))
+        self.assertIn("SGX guests unavailable on this host", self.stdlog.logger.output)
+        self.assertIn("enable it in the BIOS", self.stdlog.logger.output)
