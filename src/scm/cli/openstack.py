@@ -94,6 +94,3 @@ def flavor_spec_command(
         click.echo(json.dumps(document, indent=2))
     else:
         click.echo(specs.render_text(spec), nl=False)
-
-
-

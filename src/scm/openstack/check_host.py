@@ -216,7 +216,7 @@ def render_text(readiness: HostReadiness) -> str:
 def versions_from_libvirt(uri: str, known: HostVersions) -> HostVersions:
     """Fill in the libvirt and QEMU versions a libvirt connection reports."""
     try:
-        import libvirt  # type: ignore[import-not-found, unused-ignore]
+        import libvirt
     except ImportError:
         raise UnavailableError("libvirt-python is not installed; pass the versions") from None
     try:

@@ -43,7 +43,9 @@ def sgx_request(
         if _EPC_KEY.fullmatch(key):
             epc_mb += _positive_mib(key, value)
     flavor_trait = {
-        str(value).strip().lower() for key, value in extra_specs.items() if _TRAIT_KEY.fullmatch(key)
+        str(value).strip().lower()
+        for key, value in extra_specs.items()
+        if _TRAIT_KEY.fullmatch(key)
     }
     image_requires = TRAIT_SGX in set(image_traits_required)
     if "forbidden" in flavor_trait and image_requires:

@@ -41,9 +41,7 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):  # type: ignore[misc]
         """Discover the host and check [scm] against it; a bad setting stops the service."""
         try:
             report = discover(CONF.scm.host_root)
-            provider = sgx_provider(
-                report, CONF.scm.sgx_epc_mb, CONF.scm.reserved_sgx_epc_mb
-            )
+            provider = sgx_provider(report, CONF.scm.sgx_epc_mb, CONF.scm.reserved_sgx_epc_mb)
         except ScmError as exc:
             raise exception.InvalidConfiguration(f"scm: {exc}") from None
         self._scm_host, self._scm_sgx = report, provider
@@ -76,7 +74,9 @@ class LibvirtDriver(libvirt_driver.LibvirtDriver):  # type: ignore[misc]
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        guest = super()._get_guest_config(instance, network_info, image_meta, disk_info, *args, **kwargs)
+        guest = super()._get_guest_config(
+            instance, network_info, image_meta, disk_info, *args, **kwargs
+        )
         image_traits = image_meta.properties.get("traits_required", [])
         try:
             request = sgx_request(instance.flavor.extra_specs, image_traits)

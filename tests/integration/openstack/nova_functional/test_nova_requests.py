@@ -8,7 +8,11 @@ from lxml import etree
 from nova.tests.functional.api import client
 from oslo_utils.fixture import uuidsentinel as uuids
 
-from tests.integration.openstack.nova_harness import EPC, SGX_TRAIT, ScmServersTestBase
+from tests.integration.openstack.nova_functional.nova_harness import (
+    EPC,
+    SGX_TRAIT,
+    ScmServersTestBase,
+)
 
 
 class TestSgxRequestValidation(ScmServersTestBase):

@@ -9,17 +9,17 @@ import tempfile
 from pathlib import Path
 from unittest import mock
 
-import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 from oslo_limit import fixture as limit_fixture
 from oslo_utils import versionutils
 from oslo_utils.fixture import uuidsentinel as uuids
 
+import fixtures
 from scm.openstack.check_host import FIRMWARE_DESCRIPTORS, QGS_SOCKET, HostVersions, check_host
 from scm.platform import discover
 from tests.hostroots import materialize
-from tests.integration.openstack.nova_harness import EPC, ScmServersTestBase
+from tests.integration.openstack.nova_functional.nova_harness import EPC, ScmServersTestBase
 
 LIBVIRT = (10, 0, 0)
 QEMU = (8, 2, 0)
@@ -91,7 +91,7 @@ class TestTdxServers(ScmServersTestBase):
         self.assertIn(EPC, self._get_provider_inventory(rp))
 
         server = self._create_server(image_uuid=uuids.tdx_image, networks="none")
-        self.assertIn("<launchSecurity type=\"tdx\"", self.domain_xml(server))
+        self.assertIn('<launchSecurity type="tdx"', self.domain_xml(server))
         allocations = self._get_allocations_by_server_uuid(server["id"])
         resources = {rc for alloc in allocations.values() for rc in alloc["resources"]}
         self.assertIn("MEM_ENCRYPTION_CONTEXT", resources)

@@ -7,8 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 from lxml import etree
 from nova import exception
 
-from tests.integration.openstack.nova_harness import EPC, SGX_TRAIT, ScmServersTestBase
-from tests.integration.openstack.real_libvirt import define_validated
+from tests.integration.openstack.nova_functional.nova_harness import (
+    EPC,
+    SGX_TRAIT,
+    ScmServersTestBase,
+)
+from tests.integration.openstack.nova_functional.real_libvirt import define_validated
 
 # sgx-2socket: 2 x 2028 MiB of EPC (2126512128 bytes per socket), FLC and SGX2.
 HOST_EPC_MB = 4056
@@ -55,9 +59,7 @@ class TestSgxServers(ScmServersTestBase):
 
         # The same document is valid for real libvirt, not only for nova's fake.
         kept = etree.fromstring(define_validated(xml))
-        self.assertEqual(
-            "65536", kept.findtext("devices/memory[@model='sgx-epc']/target/size")
-        )
+        self.assertEqual("65536", kept.findtext("devices/memory[@model='sgx-epc']/target/size"))
 
     def test_epc_spreads_over_the_guest_numa_nodes(self) -> None:
         self.start_compute("compute1")
@@ -84,11 +86,10 @@ class TestSgxServers(ScmServersTestBase):
         self.use_host("sgx-2socket", sgx_epc_mb=1000, reserved_sgx_epc_mb=100)
         self.start_compute("compute1")
         inventory = self._get_provider_inventory(self.compute_rp_uuids["compute1"])[EPC]
-        self.assertEqual((1000, 100, 900), (inventory["total"], inventory["reserved"],
-                                            inventory["max_unit"]))
-        self._create_server(
-            flavor_id=self.sgx_flavor(901), networks="none", expected_state="ERROR"
+        self.assertEqual(
+            (1000, 100, 900), (inventory["total"], inventory["reserved"], inventory["max_unit"])
         )
+        self._create_server(flavor_id=self.sgx_flavor(901), networks="none", expected_state="ERROR")
         self._create_server(flavor_id=self.sgx_flavor(900), networks="none")
 
     def test_host_without_sgx_has_no_epc_and_no_sgx_traits(self) -> None:
@@ -116,9 +117,7 @@ class TestSgxCapacity(ScmServersTestBase):
 class TestMisconfiguredHost(ScmServersTestBase):
     def test_epc_override_larger_than_the_host_stops_compute_with_the_reason(self) -> None:
         self.use_host("sgx-2socket", sgx_epc_mb=HOST_EPC_MB + 1)
-        error = self.assertRaises(
-            exception.InvalidConfiguration, self.start_compute, "compute1"
-        )
+        error = self.assertRaises(exception.InvalidConfiguration, self.start_compute, "compute1")
         self.assertIn("sgx_epc_mb = 4057 exceeds the host's usable EPC of 4056 MiB", str(error))
 
     def test_sgx_in_cpu_but_no_epc_runs_compute_without_sgx_and_says_why(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 from unittest import mock
 
 from lxml import etree
@@ -24,7 +24,7 @@ class ScmServersTestBase(base.ServersTestBase):  # type: ignore[misc]
     """Boots servers through nova's real API, conductor, scheduler and placement."""
 
     microversion = "latest"
-    ADDITIONAL_FILTERS: list[str] = []
+    ADDITIONAL_FILTERS: ClassVar[list[str]] = []
 
     def setUp(self) -> None:
         super().setUp()
