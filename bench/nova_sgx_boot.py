@@ -17,7 +17,7 @@ BOOTS = 10
 FIGURES: list[float] = []
 
 
-class SgxBootBench(ScmServersTestBase):  # type: ignore[misc]
+class SgxBootBench(ScmServersTestBase):
     def test_boots(self) -> None:
         self.start_compute("compute1")
         flavor = self.sgx_flavor(64)

@@ -11,7 +11,7 @@ from typing import Any
 
 
 def keep_test_method_through_clear_attrs(test_case: type) -> None:
-    clear_attrs = test_case._clear_attrs  # type: ignore[attr-defined]
+    clear_attrs = test_case._clear_attrs
 
     def clear_attrs_but_the_test_method(self: Any) -> None:
         name = self._testMethodName
@@ -20,4 +20,4 @@ def keep_test_method_through_clear_attrs(test_case: type) -> None:
         if method is not None:
             self.__dict__[name] = method
 
-    test_case._clear_attrs = clear_attrs_but_the_test_method  # type: ignore[attr-defined]
+    test_case._clear_attrs = clear_attrs_but_the_test_method

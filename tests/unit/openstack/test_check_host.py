@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,8 @@ def test_sgx_host_is_ready_for_sgx_guests_not_tdx() -> None:
     assert by_name(readiness)["TDX host (kvm_intel tdx)"].ok is False
 
 
-def test_tdx_host_needs_qgs_and_tdx_firmware(host_root) -> None:  # type: ignore[no-untyped-def]
-    root: Path = host_root("tdx-host")
+def test_tdx_host_needs_qgs_and_tdx_firmware(host_root: Callable[[str], Path]) -> None:
+    root = host_root("tdx-host")
     checks = by_name(ch.check_host(discover(root), NEW))
     assert checks["quote generation service"].ok is False
     assert checks["UEFI firmware for TDX"].ok is False

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from scm.errors import ConfigError
 from scm.openstack.provider import sgx_provider
-from scm.platform import discover
+from scm.platform import HostReport, discover
 from tests.hostroots import HOSTS
 
 EPC = "CUSTOM_SGX_EPC_MB"
 
 
-def report(name: str):  # type: ignore[no-untyped-def]
+def report(name: str) -> HostReport:
     return discover(HOSTS / name / "root")
 
 
@@ -49,7 +52,7 @@ def test_sgx_cpu_without_epc_gets_nothing_and_a_reason() -> None:
         sgx_provider(report("sgx-bios-disabled"), epc_mb=64)
 
 
-def test_host_without_vepc_offers_no_epc_to_guests(host_root) -> None:  # type: ignore[no-untyped-def]
+def test_host_without_vepc_offers_no_epc_to_guests(host_root: Callable[[str], Path]) -> None:
     root = host_root("sgx-2socket")
     (root / "dev" / "sgx_vepc").unlink()
     provider = sgx_provider(discover(root))

@@ -48,7 +48,7 @@ def test_collector_reports_an_unreadable_host_as_an_inspection_failure(
     assert "scm: SGX/TDX discovery failed" in error
 
 
-class TestTeeHook(db_base.DbTestCase):  # type: ignore[misc]
+class TestTeeHook(db_base.DbTestCase):
     """ironic's own DB, node objects, task manager and hook loading (stevedore)."""
 
     def setUp(self) -> None:

@@ -20,7 +20,7 @@ SGX_TRAIT = "HW_CPU_X86_SGX"
 EPC = "CUSTOM_SGX_EPC_MB"
 
 
-class ScmServersTestBase(base.ServersTestBase):  # type: ignore[misc]
+class ScmServersTestBase(base.ServersTestBase):
     """Boots servers through nova's real API, conductor, scheduler and placement."""
 
     microversion = "latest"

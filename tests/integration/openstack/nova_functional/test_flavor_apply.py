@@ -11,7 +11,7 @@ from scm.openstack.flavor_spec import confidential_flavor
 from scm.openstack.sdk import apply_flavor_spec
 
 
-class TestFlavorSpecApply(integrated_helpers._IntegratedTestBase):  # type: ignore[misc]
+class TestFlavorSpecApply(integrated_helpers._IntegratedTestBase):
     compute_driver = "fake.SmallFakeDriver"
     ADMIN_API = True
 
