@@ -6,7 +6,7 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
-EXTRAS   := dev
+EXTRAS   := dev,openstack
 # Debian packages scm needs, one per line in apt-packages.txt.
 APT_PACKAGES := $(shell grep -v '^\#' apt-packages.txt 2>/dev/null)
 # .proto files the project wrote; their Python modules are generated at install into src/.
@@ -27,11 +27,16 @@ apt:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): pyproject.toml constraints.txt apt-packages.txt $(PROTOS)
+$(STAMP): pyproject.toml constraints.txt apt-packages.txt $(PROTOS) shims/nova-scm-libvirt/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "scm needs Python 3.11 or newer"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@# OpenStack: the nova.virt shim for scm's driver, and nova's etc/nova where nova's own
+	@# code looks for it (next to site-packages; pip puts it under the venv's prefix).
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps ./shims/nova-scm-libvirt
+	site=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	  mkdir -p $$site/etc && ln -sfn $$(pwd)/$(VENV)/etc/nova $$site/etc/nova
 	@if [ -n "$(PROTOS)" ]; then \
 	  echo "generating gRPC modules from $(PROTOS)"; \
 	  $(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src \

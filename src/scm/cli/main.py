@@ -26,6 +26,7 @@ COMMANDS = {
     "inspect": "scm.cli.inspect:inspect_command",
     "keys": "scm.cli.keys:keys_group",
     "kube": "scm.cli.kube:kube_group",
+    "openstack": "scm.cli.openstack:openstack_group",
 }
 
 
