@@ -51,8 +51,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# nova's tests monkey-patch the process with eventlet, so they get a pytest run of their own.
 unit: install
 	$(BIN)/pytest -q
+	SCM_NOVA_SUITE=1 $(BIN)/pytest -q tests/integration/openstack/nova_functional
 
 test: lint typecheck unit
 
