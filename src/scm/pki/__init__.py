@@ -2,10 +2,13 @@
 
 Every CA implements :class:`CertificateAuthority` (``await ca.sign(csr, ttl)`` and
 ``ca.trust_bundle()``), so callers such as the SDS server do not care which one is
-configured. :class:`LocalCA` keeps its signing key in the keystore.
+configured; :func:`configured_ca` returns the one the settings name. :class:`LocalCA`
+keeps its signing key in the keystore; :class:`KubernetesCA` asks a cluster signer
+through the CSR API.
 """
 
 from scm.pki.authority import CertificateAuthority, IssuedCertificate, csr_to_pem, load_csr
+from scm.pki.configured import configured_ca
 from scm.pki.errors import (
     CAExistsError,
     CANotFoundError,
@@ -13,6 +16,7 @@ from scm.pki.errors import (
     CertificateRequestError,
 )
 from scm.pki.identity import WorkloadIdentity, build_csr, signature_hash
+from scm.pki.kubernetes_ca import KubernetesCA, KubernetesCASettings
 from scm.pki.local_ca import CASettings, LocalCA
 from scm.pki.policy import SanPolicy
 from scm.pki.ttl import parse_ttl
@@ -25,10 +29,13 @@ __all__ = [
     "CertificateAuthority",
     "CertificateRequestError",
     "IssuedCertificate",
+    "KubernetesCA",
+    "KubernetesCASettings",
     "LocalCA",
     "SanPolicy",
     "WorkloadIdentity",
     "build_csr",
+    "configured_ca",
     "csr_to_pem",
     "load_csr",
     "parse_ttl",
