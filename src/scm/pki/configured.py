@@ -10,11 +10,12 @@ from scm.config import Settings
 from scm.errors import ConfigError
 from scm.keys import Keystore
 from scm.pki.authority import CertificateAuthority
+from scm.pki.istio_ca import IstioCA, IstioCASettings
 from scm.pki.kubernetes_ca import KubernetesCA, KubernetesCASettings
 from scm.pki.local_ca import CASettings, LocalCA
 from scm.pki.ttl import parse_ttl
 
-BACKENDS = ("local", "kubernetes")
+BACKENDS = ("local", "kubernetes", "istio")
 
 
 def configured_ca(settings: Settings, keystore: Keystore) -> CertificateAuthority:
@@ -24,6 +25,8 @@ def configured_ca(settings: Settings, keystore: Keystore) -> CertificateAuthorit
         return load_local_ca(settings, keystore)
     if backend == "kubernetes":
         return KubernetesCA.from_settings(settings.section("kubernetes_ca", KubernetesCASettings))
+    if backend == "istio":
+        return IstioCA.from_settings(settings.section("istio_ca", IstioCASettings))
     raise ConfigError(f"ca.backend {backend!r} is not one of {', '.join(BACKENDS)}")
 
 
