@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -12,8 +11,6 @@ from typing import TypeVar
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.verification import PolicyBuilder, Store
 
 from scm.config import load_settings
 from scm.errors import ConfigError
@@ -24,15 +21,13 @@ from scm.pki import (
     IstioCA,
     IstioCASettings,
     LocalCA,
-    WorkloadIdentity,
-    build_csr,
     configured_ca,
 )
 from tests.integration.pki.istiod_double import TOKEN, IstiodDouble
+from tests.integration.pki.workloads import DAY, assert_verifies_as_workload, workload_csr
 from tests.tls import TlsFiles, make_tls
 
 ISTIOD = "istiod.istio-system.svc"
-DAY = datetime.timedelta(days=1)
 T = TypeVar("T")
 
 
@@ -43,20 +38,10 @@ def tls(tmp_path: Path) -> TlsFiles:
 
 
 @pytest.fixture
-def signing_ca(tmp_path: Path) -> LocalCA:
-    return LocalCA.init(tmp_path / "mesh", SoftwareKeystore(), "example.org")
-
-
-@pytest.fixture
 def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "istio-token"
     path.write_text(TOKEN + "\n")
     return path
-
-
-def _csr() -> x509.CertificateSigningRequest:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return build_csr(WorkloadIdentity("example.org", "shop", "web"), key)
 
 
 def with_istiod(
@@ -90,18 +75,13 @@ def _settings(address: str, tls: TlsFiles, token_file: Path) -> IstioCASettings:
 def test_issued_chain_verifies_and_the_call_carries_istio_agent_credentials(
     tls: TlsFiles, signing_ca: LocalCA, token_file: Path
 ) -> None:
-    csr = _csr()
+    csr = workload_csr()
 
     async def scenario(istiod: IstiodDouble, address: str) -> None:
         ca = IstioCA.from_settings(_settings(address, tls, token_file))
         assert isinstance(ca, CertificateAuthority)
         issued = await ca.sign(csr, DAY)
-        verifier = PolicyBuilder().store(Store(signing_ca.trust_bundle())).build_client_verifier()
-        verified = verifier.verify(issued.leaf, issued.chain[1:])
-        assert (
-            x509.UniformResourceIdentifier("spiffe://example.org/ns/shop/sa/web")
-            in verified.subjects
-        )
+        assert_verifies_as_workload(issued, signing_ca.trust_bundle())
         [call] = istiod.calls
         assert x509.load_pem_x509_csr(call.csr.encode()) == csr
         assert call.validity_duration == 86400
@@ -128,7 +108,7 @@ def test_configured_istio_ca_trusts_the_mesh_root_file(
         ca = configured_ca(settings, SoftwareKeystore())
         assert isinstance(ca, IstioCA)
         assert ca.trust_bundle() == x509.load_pem_x509_certificates(tls.ca.read_bytes())
-        issued = await ca.sign(_csr(), DAY)
+        issued = await ca.sign(workload_csr(), DAY)
         issued.leaf.verify_directly_issued_by(signing_ca.certificate)
         assert istiod.calls[0].metadata["clusterid"] == "Kubernetes"  # istio-agent's default
 
@@ -160,7 +140,7 @@ def test_failures_are_one_line_errors_naming_the_cause(
             settings = replace(settings, root_cert_file=make_tls(tmp_path / "other").ca)
             message = f"Istio CA at {address} is unavailable"
         with pytest.raises(CAUnavailableError, match=message) as caught:
-            await IstioCA.from_settings(settings).sign(_csr(), DAY)
+            await IstioCA.from_settings(settings).sign(workload_csr(), DAY)
         assert "\n" not in str(caught.value)
 
     (tmp_path / "other").mkdir()
@@ -172,7 +152,7 @@ def test_missing_token_or_roots_are_config_errors(
 ) -> None:
     settings = _settings("127.0.0.1:1", tls, tmp_path / "no-token")
     with pytest.raises(ConfigError, match=r"cannot read istio_ca\.token_file"):
-        asyncio.run(IstioCA.from_settings(settings).sign(_csr(), DAY))
+        asyncio.run(IstioCA.from_settings(settings).sign(workload_csr(), DAY))
     missing_roots = replace(settings, root_cert_file=tmp_path / "absent.pem")
     with pytest.raises(ConfigError, match=r"cannot read istio_ca\.root_cert_file"):
         IstioCA.from_settings(missing_roots)

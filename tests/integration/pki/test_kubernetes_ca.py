@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.verification import PolicyBuilder, Store
 
 from scm.config import load_settings
 from scm.errors import ConfigError
@@ -25,27 +23,19 @@ from scm.pki import (
     KubernetesCA,
     KubernetesCASettings,
     LocalCA,
-    WorkloadIdentity,
-    build_csr,
     configured_ca,
 )
 from tests.integration.pki.csr_apiserver import PREFIX, TOKEN, CsrApiServer
+from tests.integration.pki.workloads import DAY, assert_verifies_as_workload, workload_csr
 from tests.tls import TlsFiles, make_tls
 
 SIGNER = "tcs.intel.com/sgx-signer"
-DAY = datetime.timedelta(days=1)
 T = TypeVar("T")
 
 
 @pytest.fixture
 def tls(tmp_path: Path) -> TlsFiles:
     return make_tls(tmp_path)
-
-
-@pytest.fixture
-def signing_ca(tmp_path: Path) -> LocalCA:
-    """The cluster signer's CA: a real CA with its key in memory."""
-    return LocalCA.init(tmp_path / "signer", SoftwareKeystore(), "example.org")
 
 
 def _kubeconfig(tmp_path: Path, url: str, tls: TlsFiles, token: str = TOKEN) -> Path:
@@ -71,10 +61,6 @@ def _bundle(tmp_path: Path, ca: LocalCA) -> Path:
     path = tmp_path / "signer-root.pem"
     path.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in ca.trust_bundle()))
     return path
-
-
-def _csr(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> x509.CertificateSigningRequest:
-    return build_csr(WorkloadIdentity("example.org", "shop", "web"), key)
 
 
 def with_server(
@@ -116,18 +102,13 @@ def test_issued_chain_verifies_and_the_csr_object_is_removed(
         if key_type == "ec"
         else rsa.generate_private_key(65537, 2048)
     )
-    csr = _csr(key)
+    csr = workload_csr(key)
 
     async def scenario(server: CsrApiServer, kubeconfig: Path) -> None:
         ca = _ca(kubeconfig, _bundle(tmp_path, signing_ca))
         assert isinstance(ca, CertificateAuthority)
         issued = await ca.sign(csr, DAY)
-        verifier = PolicyBuilder().store(Store(ca.trust_bundle())).build_client_verifier()
-        verified = verifier.verify(issued.leaf, issued.chain[1:])
-        assert (
-            x509.UniformResourceIdentifier("spiffe://example.org/ns/shop/sa/web")
-            in verified.subjects
-        )
+        assert_verifies_as_workload(issued, ca.trust_bundle())
 
         create, watch, delete = server.requests
         assert (create.method, create.path) == ("POST", PREFIX)
@@ -155,7 +136,7 @@ def test_short_ttl_asks_for_the_api_minimum(
 ) -> None:
     async def scenario(server: CsrApiServer, kubeconfig: Path) -> None:
         ca = _ca(kubeconfig, _bundle(tmp_path, signing_ca))
-        await ca.sign(_csr(ec.generate_private_key(ec.SECP256R1())), datetime.timedelta(minutes=1))
+        await ca.sign(workload_csr(), datetime.timedelta(minutes=1))
         assert server.requests[0].body["spec"]["expirationSeconds"] == 600
 
     with_server(tmp_path, tls, signing_ca, "issue", scenario)
@@ -175,7 +156,7 @@ def test_denied_or_unanswered_csr_is_a_one_line_error_and_is_removed(
     async def scenario(server: CsrApiServer, kubeconfig: Path) -> None:
         ca = _ca(kubeconfig, _bundle(tmp_path, signing_ca), timeout=0.3)
         with pytest.raises(CAUnavailableError, match=message) as caught:
-            await ca.sign(_csr(ec.generate_private_key(ec.SECP256R1())), DAY)
+            await ca.sign(workload_csr(), DAY)
         assert "\n" not in str(caught.value)
         assert server.paths()[-1][0] == "DELETE"
         assert server.objects == {}
@@ -190,7 +171,7 @@ def test_rejected_credentials_name_the_cause(
         url = json.loads(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
         ca = _ca(_kubeconfig(tmp_path, url, tls, token="stale"), _bundle(tmp_path, signing_ca))
         with pytest.raises(CAUnavailableError, match="refused to create a CSR: 401 Unauthorized"):
-            await ca.sign(_csr(ec.generate_private_key(ec.SECP256R1())), DAY)
+            await ca.sign(workload_csr(), DAY)
         assert server.objects == {}
 
     with_server(tmp_path, tls, signing_ca, "issue", scenario)
@@ -220,7 +201,7 @@ def test_configured_in_cluster_with_the_service_account(
         )
         ca = configured_ca(settings, SoftwareKeystore())
         assert isinstance(ca, KubernetesCA)
-        issued = await ca.sign(_csr(ec.generate_private_key(ec.SECP256R1())), DAY)
+        issued = await ca.sign(workload_csr(), DAY)
         issued.leaf.verify_directly_issued_by(signing_ca.certificate)
 
     with_server(tmp_path, tls, signing_ca, "issue", scenario)
