@@ -111,4 +111,3 @@ def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None
         click.echo(issued.chain_pem().decode(), nl=False)
     else:
         write_atomic(output, issued.chain_pem())
-
