@@ -2,10 +2,11 @@
 
 Both sign in the same embedded SoftHSM2 token with the same key. "raw" hands a
 precomputed digest straight to python-pkcs11 on the calling thread; "signer" is what
-``cryptography`` builders call: hash in Python, the hop to the PKCS#11 worker thread,
-the token call, and the DER encoding of ECDSA signatures. "signer x8" is eight threads
-signing at once, as the SDS server's coroutines do. Rounds alternate between the two to
-even out a shared machine's noise; each figure is the median round.
+``cryptography`` builders call: hash in Python, the process-wide PKCS#11 lock, the
+token call, and the DER encoding of ECDSA signatures. "signer x8" is eight threads
+signing at once, as the SDS server's coroutines do through ``asyncio.to_thread``.
+Rounds alternate between the two to even out a shared machine's noise; each figure is
+the median round.
 """
 
 from __future__ import annotations

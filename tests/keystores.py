@@ -19,7 +19,7 @@ import pkcs11
 import pytest
 
 from scm.config import load_settings
-from scm.keys import Pkcs11Keystore, open_keystore, pkcs11_worker
+from scm.keys import Pkcs11Keystore, open_keystore, pkcs11_lock
 from scm.keys.settings import SOFTHSM2_MODULE
 from scm.keys.softhsm import EmbeddedToken
 
@@ -31,7 +31,7 @@ class RawToken:
 
     def __init__(self, token: EmbeddedToken) -> None:
         self.embedded = token
-        self._session = pkcs11_worker().run(self._open)
+        self._session = pkcs11_lock().run(self._open)
 
     def _open(self) -> pkcs11.Session:
         lib = pkcs11.lib(SOFTHSM2_MODULE)
@@ -39,7 +39,7 @@ class RawToken:
         return lib.get_token(token_label=self.embedded.label).open(rw=True)
 
     def run(self, fn: Callable[[pkcs11.Session], R]) -> R:
-        return pkcs11_worker().run(fn, self._session)
+        return pkcs11_lock().run(fn, self._session)
 
     def objects(self, **attrs: Any) -> list[dict[str, Any]]:
         """Every object whose attributes match, as {class, label} dicts."""
@@ -66,7 +66,7 @@ def _shared() -> tuple[Path, Pkcs11Keystore, RawToken]:
     store = open_keystore(load_settings(environ={"SCM_STATE_DIR": str(state_dir)}))
     raw = RawToken(EmbeddedToken(state_dir / "softhsm", "scm"))
 
-    # The sessions end with the process (the worker stops before atexit handlers run).
+    # The sessions end with the process.
     atexit.register(shutil.rmtree, state_dir, ignore_errors=True)
     return state_dir, store, raw
 

@@ -11,9 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore, read_input
 from scm.files import write_atomic
-from scm.keys import Keystore, KeyType
+from scm.keys import KeyType
 from scm.keys.pem import load_certificate_chain, load_private_key
-from scm.pki import CASettings, LocalCA, load_csr, parse_ttl
+from scm.pki import CASettings, LocalCA, configured_ca, load_csr, parse_ttl
+from scm.pki.configured import load_local_ca
 
 
 @click.group("ca")
@@ -72,7 +73,7 @@ def init_command(
 def show_command(cli: CliContext, pem: bool) -> None:
     """The CA's certificate and trust domain."""
     with keystore(cli) as store:
-        ca = _load(cli, store)
+        ca = load_local_ca(cli.settings, store)
     if pem:
         for cert in ca.chain:
             click.echo(cert.public_bytes(serialization.Encoding.PEM).decode(), nl=False)
@@ -101,19 +102,12 @@ def show_command(cli: CliContext, pem: bool) -> None:
 )
 @pass_cli
 def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None) -> None:
-    """Sign a CSR whose SANs the policy allows; print the chain, leaf first."""
+    """Have the configured CA (ca.backend) sign a CSR; print the chain, leaf first."""
     lifetime = parse_ttl(ttl)
     csr = load_csr(read_input(csr_file, "CSR"))
     with keystore(cli) as store:
-        issued = asyncio.run(_load(cli, store).sign(csr, lifetime))
+        issued = asyncio.run(configured_ca(cli.settings, store).sign(csr, lifetime))
     if output is None:
         click.echo(issued.chain_pem().decode(), nl=False)
     else:
         write_atomic(output, issued.chain_pem())
-
-
-def _load(cli: CliContext, store: Keystore) -> LocalCA:
-    settings = cli.settings.section("ca", CASettings)
-    return LocalCA.load(
-        cli.settings.state_dir, store, settings.dns_suffixes, parse_ttl(settings.max_ttl)
-    )

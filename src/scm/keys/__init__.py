@@ -17,7 +17,7 @@ from scm.keys.open_store import open_keystore
 from scm.keys.pkcs11_store import Pkcs11Keystore
 from scm.keys.settings import PIN_ENV, KeysSettings
 from scm.keys.software import SoftwareKeystore
-from scm.keys.worker import pkcs11_worker
+from scm.keys.token_lock import pkcs11_lock
 
 __all__ = [
     "PIN_ENV",
@@ -34,5 +34,5 @@ __all__ = [
     "TokenLoginError",
     "TokenUnavailableError",
     "open_keystore",
-    "pkcs11_worker",
+    "pkcs11_lock",
 ]

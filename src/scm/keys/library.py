@@ -3,7 +3,7 @@
 A PKCS#11 module is initialised once per process, and SoftHSM2 reads ``SOFTHSM2_CONF``
 at that moment. Keystores share a loaded module; one that needs SoftHSM2 pointed at
 another token directory may re-initialise the module only while no other keystore uses it.
-Call these functions on the PKCS#11 worker thread only.
+Call these functions only while holding the PKCS#11 lock.
 """
 
 from __future__ import annotations

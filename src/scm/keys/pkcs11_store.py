@@ -1,8 +1,9 @@
 """The PKCS#11 keystore: key pairs created and used inside a token, never leaving it.
 
-Every call into the module runs on the process's PKCS#11 worker thread (see
-:mod:`scm.keys.worker`) over one logged-in read/write session, which is re-opened once
-when the token reports it lost (a restarted token, a closed session).
+Every call into the module is made under the process's PKCS#11 lock (see
+:mod:`scm.keys.token_lock`), on the calling thread, over one logged-in read/write session,
+which is re-opened once when the token reports it lost (a restarted token, a closed
+session).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from scm.keys.pem import (
     load_private_key,
 )
 from scm.keys.signer import TokenEllipticCurveKey, TokenRSAKey
-from scm.keys.worker import pkcs11_worker
+from scm.keys.token_lock import pkcs11_lock
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Library
@@ -73,20 +74,20 @@ class Pkcs11Keystore:
         self._token_label = token_label
         self._pin = pin
         self._softhsm_conf = softhsm_conf
-        self._worker = pkcs11_worker()
+        self._lock = pkcs11_lock()
         self._lib: Library | None = None
         self._session: pkcs11.Session | None = None
         self._private_keys: dict[str, pkcs11.SignMixin] = {}
         self._mechanisms: set[Mechanism] = set()
         self._slot: pkcs11.Slot | None = None
         self._closed = False
-        self._worker.run(self._open)
+        self._lock.run(self._open)
 
     @property
     def location(self) -> str:
         return f"pkcs11:{self._token_label}"
 
-    # -- session handling (worker thread) ------------------------------------------------
+    # -- session handling (under the lock) -----------------------------------------------
 
     def _open(self) -> None:
         self._lib = library.acquire(self._module, self._softhsm_conf)
@@ -135,8 +136,8 @@ class Pkcs11Keystore:
             self._session = None
 
     def _call(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run ``fn(*args)`` on the worker with a live session, translating token errors."""
-        return self._worker.run(self._guarded, fn, *args)
+        """Run ``fn(*args)`` under the lock with a live session, translating token errors."""
+        return self._lock.run(self._guarded, fn, *args)
 
     def _guarded(self, fn: Callable[..., R], *args: Any) -> R:
         if self._closed or self._session is None:
@@ -200,7 +201,7 @@ class Pkcs11Keystore:
 
     def close(self) -> None:
         if not self._closed:
-            self._worker.run(self._close)
+            self._lock.run(self._close)
 
     def _close(self) -> None:
         self._closed = True
@@ -213,7 +214,7 @@ class Pkcs11Keystore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- token operations (worker thread) ------------------------------------------------
+    # -- token operations (under the lock) -----------------------------------------------
 
     def _private_key(self, label: str) -> pkcs11.SignMixin:
         cached = self._private_keys.get(label)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from scm.errors import ConfigError
 from scm.pki.errors import CAUnavailableError, CertificateRequestError
 
 
@@ -65,3 +67,24 @@ def parse_chain(pem: str | bytes, source: str) -> list[x509.Certificate]:
     except ValueError:
         raise CAUnavailableError(f"{source} returned no valid PEM certificate") from None
     return chain
+
+
+def check_issued(
+    chain: list[x509.Certificate], csr: x509.CertificateSigningRequest, source: str
+) -> IssuedCertificate:
+    """The chain a remote CA returned, once its leaf is known to certify the CSR's key."""
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if chain[0].public_key().public_bytes(der, spki) != csr.public_key().public_bytes(der, spki):
+        raise CAUnavailableError(f"{source} returned a certificate for another key")
+    return IssuedCertificate(chain)
+
+
+def load_trust_bundle(path: Path, setting: str) -> list[x509.Certificate]:
+    """The PEM root certificates in ``path``, named in errors by the ``setting`` giving it."""
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {setting} {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"{setting} {path} holds no valid PEM certificate") from None

@@ -34,8 +34,9 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class CASettings:
-    """The ``[ca]`` settings table (``SCM_CA_*``)."""
+    """The ``[ca]`` settings table (``SCM_CA_*``); ``backend`` picks the CA (scm.pki.configured)."""
 
+    backend: str = "local"
     trust_domain: str = "cluster.local"
     key_type: str = "ec-p256"
     key_label: str = "scm-ca"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from scm.pki import WorkloadIdentity, build_csr, csr_to_pem
+from tests.tls import make_tls
 
 SCM = shutil.which("scm", path=str(Path(sys.executable).parent)) or "scm"
 
@@ -114,3 +116,23 @@ def test_bad_input_is_one_line(scm, tmp_path: Path) -> None:  # type: ignore[no-
     assert [k["label"] for k in json.loads(scm("keys", "list", "--format", "json").stdout)] == [
         "web"
     ]
+
+
+def test_ca_issue_asks_the_configured_remote_ca(scm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    identity = WorkloadIdentity("example.org", "shop", "web")
+    csr = tmp_path / "ok.csr"
+    csr.write_bytes(csr_to_pem(build_csr(identity, ec.generate_private_key(ec.SECP256R1()))))
+    (tmp_path / "token").write_text("istio-token")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    istio = {
+        "SCM_CA_BACKEND": "istio",
+        "SCM_ISTIO_CA_ADDRESS": f"127.0.0.1:{port}",
+        "SCM_ISTIO_CA_ROOT_CERT_FILE": str(make_tls(tmp_path).ca),
+        "SCM_ISTIO_CA_TOKEN_FILE": str(tmp_path / "token"),
+        "SCM_ISTIO_CA_TIMEOUT_SECONDS": "5",
+    }
+    _fails(scm("ca", "issue", "--csr", str(csr), **istio), 69, f"127.0.0.1:{port} is unavailable")
+    kubernetes = {"SCM_CA_BACKEND": "kubernetes", "SCM_KUBERNETES_CA_SIGNER_NAME": "x.io/y"}
+    _fails(scm("ca", "issue", "--csr", str(csr), **kubernetes), 78, "trust_bundle_file is not set")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pkcs11
@@ -204,22 +205,39 @@ def test_list_find_delete(token_keystore: Pkcs11Keystore, raw_token: RawToken, l
         token_keystore.signer(label)
 
 
-def test_concurrent_signing_from_many_coroutines(
+def test_concurrent_use_from_many_coroutines_and_threads(
     token_keystore: Pkcs11Keystore, label: str
 ) -> None:
+    """Coroutines and plain threads sign with EC and RSA keys and list keys all at once."""
     token_keystore.generate(label, KeyType.EC_P256)
-    signer = token_keystore.signer(label)
-    assert isinstance(signer, ec.EllipticCurvePrivateKey)
-    messages = [f"message {i}".encode() for i in range(300)]
+    token_keystore.generate(label + "-rsa", KeyType.RSA_2048)
+    ec_key = token_keystore.signer(label)
+    rsa_key = token_keystore.signer(label + "-rsa")
+    assert isinstance(ec_key, ec.EllipticCurvePrivateKey)
+    assert isinstance(rsa_key, rsa.RSAPrivateKey)
+    ecdsa = ec.ECDSA(hashes.SHA256())
+    pkcs1 = (padding.PKCS1v15(), hashes.SHA256())
+    messages = [f"message {i}".encode() for i in range(200)]
 
-    async def sign_all() -> list[bytes]:
-        return await asyncio.gather(
-            *(asyncio.to_thread(signer.sign, m, ec.ECDSA(hashes.SHA256())) for m in messages)
-        )
+    def thread_work(index: int) -> list[bytes]:
+        token_keystore.list()
+        return [rsa_key.sign(f"thread {index} {i}".encode(), *pkcs1) for i in range(5)]
 
-    signatures = asyncio.run(sign_all())
-    for message, signature in zip(messages, signatures, strict=True):
-        signer.public_key().verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    async def sign_all() -> tuple[list[bytes], list[list[bytes]]]:
+        with ThreadPoolExecutor(8) as threads:
+            loop = asyncio.get_running_loop()
+            by_threads = [loop.run_in_executor(threads, thread_work, i) for i in range(8)]
+            by_coroutines = await asyncio.gather(
+                *(asyncio.to_thread(ec_key.sign, m, ecdsa) for m in messages)
+            )
+            return by_coroutines, list(await asyncio.gather(*by_threads))
+
+    ec_signatures, rsa_signatures = asyncio.run(sign_all())
+    for message, signature in zip(messages, ec_signatures, strict=True):
+        ec_key.public_key().verify(signature, message, ecdsa)
+    for index, signatures in enumerate(rsa_signatures):
+        for i, signature in enumerate(signatures):
+            rsa_key.public_key().verify(signature, f"thread {index} {i}".encode(), *pkcs1)
 
 
 def test_lost_session_is_reopened(token_keystore: Pkcs11Keystore, label: str) -> None:
@@ -227,7 +245,7 @@ def test_lost_session_is_reopened(token_keystore: Pkcs11Keystore, label: str) ->
     signer = token_keystore.signer(label)
     session = token_keystore._session
     assert session is not None
-    token_keystore._worker.run(session.close)  # as if the token had dropped it
+    token_keystore._lock.run(session.close)  # as if the token had dropped it
     signature = signer.sign(b"after", ec.ECDSA(hashes.SHA256()))
     signer.public_key().verify(signature, b"after", ec.ECDSA(hashes.SHA256()))
 

@@ -1,0 +1,3 @@
+from tests.integration.pki.workloads import signing_ca
+
+__all__ = ["signing_ca"]
