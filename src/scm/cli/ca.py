@@ -8,12 +8,23 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives import serialization
 
+from scm.attestation.pccs import AttestationSettings
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore, read_input
 from scm.files import write_atomic
 from scm.keys import Keystore, KeyType
 from scm.keys.pem import load_certificate_chain, load_private_key
-from scm.pki import CASettings, LocalCA, load_csr, parse_ttl
+from scm.pki import (
+    CASettings,
+    LocalCA,
+    WorkloadIdentity,
+    build_csr,
+    csr_to_pem,
+    load_csr,
+    parse_ttl,
+)
+from scm.pki.attested import gate_from_settings
+from scm.pki.csr_evidence import collect_evidence
 
 
 @click.group("ca")
@@ -104,8 +115,15 @@ def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None
     """Sign a CSR whose SANs the policy allows; print the chain, leaf first."""
     lifetime = parse_ttl(ttl)
     csr = load_csr(read_input(csr_file, "CSR"))
+    settings = cli.settings
     with keystore(cli) as store:
-        issued = asyncio.run(_load(cli, store).sign(csr, lifetime))
+        ca = gate_from_settings(
+            _load(cli, store),
+            settings.section("ca", CASettings),
+            settings.section("attestation", AttestationSettings),
+            settings.state_dir,
+        )
+        issued = asyncio.run(ca.sign(csr, lifetime))
     if output is None:
         click.echo(issued.chain_pem().decode(), nl=False)
     else:
@@ -117,3 +135,53 @@ def _load(cli: CliContext, store: Keystore) -> LocalCA:
     return LocalCA.load(
         cli.settings.state_dir, store, settings.dns_suffixes, parse_ttl(settings.max_ttl)
     )
+
+
+@ca_group.command("csr")
+@click.argument("label")
+@click.option("--namespace", required=True, help="Kubernetes namespace of the workload.")
+@click.option("--service-account", required=True, help="Its service account.")
+@click.option("--trust-domain", help="SPIFFE trust domain (default: ca.trust_domain).")
+@click.option("--dns", "dns_names", multiple=True, help="A DNS SAN (repeatable).")
+@click.option(
+    "--attest",
+    is_flag=True,
+    help="Embed a quote from this TEE binding the key (for CAs with require_attestation).",
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="With --attest: find configfs-tsm or /dev/attestation below this directory.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the PEM CSR to this file instead of standard output.",
+)
+@pass_cli
+def csr_command(
+    cli: CliContext,
+    label: str,
+    namespace: str,
+    service_account: str,
+    trust_domain: str | None,
+    dns_names: tuple[str, ...],
+    attest: bool,
+    root: Path,
+    output: Path | None,
+) -> None:
+    """A CSR for the SPIFFE identity of a workload, signed by the token key LABEL."""
+    settings = cli.settings.section("ca", CASettings)
+    identity = WorkloadIdentity(
+        trust_domain or settings.trust_domain, namespace, service_account, dns_names
+    )
+    with keystore(cli) as store:
+        signer = store.signer(label)
+        evidence = collect_evidence(signer.public_key(), root) if attest else None
+        pem = csr_to_pem(build_csr(identity, signer, evidence))
+    if output is None:
+        click.echo(pem.decode(), nl=False)
+    else:
+        write_atomic(output, pem)

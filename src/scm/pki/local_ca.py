@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from scm.errors import InputError
 from scm.files import write_atomic
 from scm.keys import Keystore, KeyType, Signer
+from scm.pki.attested import CAAttestationSettings
 from scm.pki.authority import IssuedCertificate
 from scm.pki.errors import CAExistsError, CANotFoundError
 from scm.pki.identity import signature_hash
@@ -33,8 +34,8 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
-class CASettings:
-    """The ``[ca]`` settings table (``SCM_CA_*``)."""
+class CASettings(CAAttestationSettings):
+    """The ``[ca]`` settings table (``SCM_CA_*``); the attestation keys are inherited."""
 
     trust_domain: str = "cluster.local"
     key_type: str = "ec-p256"
