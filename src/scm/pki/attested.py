@@ -160,6 +160,7 @@ def gate_from_settings(
     settings: CAAttestationSettings,
     attestation: AttestationSettings,
     state_dir: Path,
+    clock: Callable[[], float] = time.time,
 ) -> CertificateAuthority:
     """``ca`` behind an :class:`AttestationGate` when ``require_attestation`` is set."""
     if not settings.require_attestation:
@@ -177,7 +178,7 @@ def gate_from_settings(
         client = PccsClient.from_settings(attestation, cache_dir=collateral_cache_dir(state_dir))
         source = client.collateral_for
     max_age = parse_ttl(settings.attestation_max_age)
-    return AttestationGate(ca, quote_appraiser(policy, source), max_age)
+    return AttestationGate(ca, quote_appraiser(policy, source), max_age, clock)
 
 
 def _read_bundle(path: Path) -> Collateral:

@@ -76,11 +76,14 @@ def timestamped_nonce(now: float | None = None) -> bytes:
 
 
 def collect_evidence(
-    public_key: PublicKeyTypes, root: Path = Path("/"), now: float | None = None
+    public_key: PublicKeyTypes,
+    root: Path = Path("/"),
+    now: float | None = None,
+    tsm_entry: str | None = None,
 ) -> CsrEvidence:
     """Ask this TEE (configfs-tsm or Gramine below ``root``) for a quote binding ``public_key``."""
     nonce = timestamped_nonce(now)
-    return CsrEvidence(generate_key_evidence(public_key, nonce, root).quote, nonce)
+    return CsrEvidence(generate_key_evidence(public_key, nonce, root, tsm_entry).quote, nonce)
 
 
 def add_evidence(
