@@ -85,15 +85,19 @@ def verify_command(
         ctx.exit(1)
 
 
-@attest_group.command("quote")
-@click.option("--report-data", required=True, help="64 bytes of REPORTDATA, as hex.")
-@click.option(
+# --root for every command that asks this TEE for a quote (also `scm ca csr --attest`).
+tee_root_option = click.option(
     "--root",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("/"),
     show_default=True,
     help="Find configfs-tsm or /dev/attestation below this directory.",
 )
+
+
+@attest_group.command("quote")
+@click.option("--report-data", required=True, help="64 bytes of REPORTDATA, as hex.")
+@tee_root_option
 @click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -9,6 +9,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 
 from scm.attestation.pccs import AttestationSettings
+from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore, read_input
 from scm.files import write_atomic
@@ -148,13 +149,7 @@ def _load(cli: CliContext, store: Keystore) -> LocalCA:
     is_flag=True,
     help="Embed a quote from this TEE binding the key (for CAs with require_attestation).",
 )
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("/"),
-    show_default=True,
-    help="With --attest: find configfs-tsm or /dev/attestation below this directory.",
-)
+@tee_root_option
 @click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),

@@ -122,7 +122,8 @@ class AttestationGate:
         made = evidence.produced_at
         if made > now + CLOCK_SKEW:
             raise EvidenceRejectedError(
-                "evidence_from_the_future", f"made at {made:%Y-%m-%dT%H:%M:%SZ}, after {now:%H:%M}"
+                "evidence_from_the_future",
+                f"made at {made:%Y-%m-%dT%H:%M:%SZ}, the CA's clock says {now:%Y-%m-%dT%H:%M:%SZ}",
             )
         if now - made > self.max_age:
             raise EvidenceRejectedError(
