@@ -60,12 +60,19 @@ class Evidence:
     source: str  # "configfs-tsm" or "gramine"
 
 
-def generate_quote(report_data: bytes, root: Path = Path("/")) -> Evidence:
-    """A quote over ``report_data`` from whichever TEE interface exists below ``root``."""
+def generate_quote(
+    report_data: bytes, root: Path = Path("/"), tsm_entry: str | None = None
+) -> Evidence:
+    """A quote over ``report_data`` from whichever TEE interface exists below ``root``.
+
+    ``tsm_entry`` names an existing configfs-tsm entry to use (one an administrator created and
+    handed to an unprivileged user); by default a private entry is created and removed.
+    """
     if len(report_data) != REPORT_DATA_BYTES:
         raise EvidenceError(f"REPORTDATA must be {REPORT_DATA_BYTES} bytes, not {len(report_data)}")
     if (root / TSM_REPORT_DIR).is_dir():
-        return Evidence(ConfigfsTsm(root).quote(report_data), report_data, "configfs-tsm")
+        quote = ConfigfsTsm(root, tsm_entry).quote(report_data)
+        return Evidence(quote, report_data, "configfs-tsm")
     if (root / GRAMINE_DIR).is_dir():
         return Evidence(_gramine_quote(root / GRAMINE_DIR, report_data), report_data, "gramine")
     raise EvidenceError(
@@ -75,10 +82,14 @@ def generate_quote(report_data: bytes, root: Path = Path("/")) -> Evidence:
 
 
 def generate_key_evidence(
-    public_key: PublicKeyTypes | bytes, nonce: bytes | None = None, root: Path = Path("/")
+    public_key: PublicKeyTypes | bytes,
+    nonce: bytes | None = None,
+    root: Path = Path("/"),
+    tsm_entry: str | None = None,
 ) -> Evidence:
     """A quote whose REPORTDATA binds ``public_key`` and a nonce (fresh when not given)."""
-    return generate_quote(key_report_data(public_key, nonce or secrets.token_bytes(32)), root)
+    report_data = key_report_data(public_key, nonce or secrets.token_bytes(32))
+    return generate_quote(report_data, root, tsm_entry)
 
 
 class ConfigfsTsm:

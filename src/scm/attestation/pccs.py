@@ -36,6 +36,11 @@ from scm.files import write_atomic
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
+def collateral_cache_dir(state_dir: Path) -> Path:
+    """Where the PCCS client caches collateral bundles under scm's state directory."""
+    return state_dir / "attestation" / "collateral"
+
+
 @dataclass(frozen=True)
 class AttestationSettings:
     """The ``[attestation]`` settings table (``SCM_ATTESTATION_*`` variables)."""
@@ -86,6 +91,18 @@ class PccsClient:
         self.cache_dir = cache_dir
         self.timeout = timeout
         self._tls = None if verify_tls else ssl._create_unverified_context()
+
+    @classmethod
+    def from_settings(
+        cls, settings: AttestationSettings, url: str | None = None, cache_dir: Path | None = None
+    ) -> PccsClient:
+        """A client for ``url`` (default: ``pccs_url``) with the ``[attestation]`` options."""
+        return cls(
+            url or settings.pccs_url,
+            cache_dir=cache_dir,
+            timeout=settings.pccs_timeout_seconds,
+            verify_tls=settings.pccs_verify_tls,
+        )
 
     def collateral_for(self, quote: Quote, now: float | None = None) -> Collateral:
         """Collateral for the platform that produced ``quote``: from the cache while fresh."""

@@ -11,7 +11,7 @@ import click
 
 from scm.attestation import Collateral, Verdict, parse_quote
 from scm.attestation.evidence import generate_quote
-from scm.attestation.pccs import AttestationSettings, PccsClient
+from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
 from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
 from scm.attestation.verdict import quote_summary
 from scm.cli.context import CliContext, pass_cli
@@ -85,15 +85,19 @@ def verify_command(
         ctx.exit(1)
 
 
-@attest_group.command("quote")
-@click.option("--report-data", required=True, help="64 bytes of REPORTDATA, as hex.")
-@click.option(
+# --root for every command that asks this TEE for a quote (also `scm ca csr --attest`).
+tee_root_option = click.option(
     "--root",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("/"),
     show_default=True,
     help="Find configfs-tsm or /dev/attestation below this directory.",
 )
+
+
+@attest_group.command("quote")
+@click.option("--report-data", required=True, help="64 bytes of REPORTDATA, as hex.")
+@tee_root_option
 @click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -139,13 +143,8 @@ def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, outpu
 
 def _client(obj: CliContext, pccs_url: str | None, cached: bool = True) -> PccsClient:
     settings = obj.settings.section("attestation", AttestationSettings)
-    cache = obj.settings.state_dir / "attestation" / "collateral" if cached else None
-    return PccsClient(
-        pccs_url or settings.pccs_url,
-        cache_dir=cache,
-        timeout=settings.pccs_timeout_seconds,
-        verify_tls=settings.pccs_verify_tls,
-    )
+    cache = collateral_cache_dir(obj.settings.state_dir) if cached else None
+    return PccsClient.from_settings(settings, pccs_url, cache)
 
 
 def _print_verdict(verdict: Verdict, output_format: str) -> None:

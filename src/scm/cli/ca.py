@@ -8,13 +8,24 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives import serialization
 
+from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore, read_input
 from scm.files import write_atomic
 from scm.keys import KeyType
 from scm.keys.pem import load_certificate_chain, load_private_key
-from scm.pki import CASettings, LocalCA, configured_ca, load_csr, parse_ttl
+from scm.pki import (
+    CASettings,
+    LocalCA,
+    WorkloadIdentity,
+    build_csr,
+    configured_ca,
+    csr_to_pem,
+    load_csr,
+    parse_ttl,
+)
 from scm.pki.configured import load_local_ca
+from scm.pki.csr_evidence import collect_evidence
 
 
 @click.group("ca")
@@ -111,3 +122,47 @@ def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None
         click.echo(issued.chain_pem().decode(), nl=False)
     else:
         write_atomic(output, issued.chain_pem())
+
+
+@ca_group.command("csr")
+@click.argument("label")
+@click.option("--namespace", required=True, help="Kubernetes namespace of the workload.")
+@click.option("--service-account", required=True, help="Its service account.")
+@click.option("--trust-domain", help="SPIFFE trust domain (default: ca.trust_domain).")
+@click.option("--dns", "dns_names", multiple=True, help="A DNS SAN (repeatable).")
+@click.option(
+    "--attest",
+    is_flag=True,
+    help="Embed a quote from this TEE binding the key (for CAs with require_attestation).",
+)
+@tee_root_option
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the PEM CSR to this file instead of standard output.",
+)
+@pass_cli
+def csr_command(
+    cli: CliContext,
+    label: str,
+    namespace: str,
+    service_account: str,
+    trust_domain: str | None,
+    dns_names: tuple[str, ...],
+    attest: bool,
+    root: Path,
+    output: Path | None,
+) -> None:
+    """A CSR for the SPIFFE identity of a workload, signed by the token key LABEL."""
+    settings = cli.settings.section("ca", CASettings)
+    identity = WorkloadIdentity(
+        trust_domain or settings.trust_domain, namespace, service_account, dns_names
+    )
+    with keystore(cli) as store:
+        signer = store.signer(label)
+        evidence = collect_evidence(signer.public_key(), root) if attest else None
+        pem = csr_to_pem(build_csr(identity, signer, evidence))
+    if output is None:
+        click.echo(pem.decode(), nl=False)
+    else:
+        write_atomic(output, pem)

@@ -6,9 +6,11 @@ Callers such as the SDS server and ``scm ca issue`` ask here and get a
 
 from __future__ import annotations
 
+from scm.attestation.pccs import AttestationSettings
 from scm.config import Settings
 from scm.errors import ConfigError
 from scm.keys import Keystore
+from scm.pki.attested import gate_from_settings
 from scm.pki.authority import CertificateAuthority
 from scm.pki.istio_ca import IstioCA, IstioCASettings
 from scm.pki.kubernetes_ca import KubernetesCA, KubernetesCASettings
@@ -19,8 +21,21 @@ BACKENDS = ("local", "kubernetes", "istio")
 
 
 def configured_ca(settings: Settings, keystore: Keystore) -> CertificateAuthority:
-    """The CA of ``settings``; the local CA (its key in ``keystore``) by default."""
-    backend = settings.section("ca", CASettings).backend
+    """The CA of ``settings``; the local CA (its key in ``keystore``) by default.
+
+    With ``[ca] require_attestation`` every backend sits behind the attestation gate, so
+    no caller can reach a CA without the evidence check.
+    """
+    ca_settings = settings.section("ca", CASettings)
+    return gate_from_settings(
+        _backend(settings, ca_settings.backend, keystore),
+        ca_settings,
+        settings.section("attestation", AttestationSettings),
+        settings.state_dir,
+    )
+
+
+def _backend(settings: Settings, backend: str, keystore: Keystore) -> CertificateAuthority:
     if backend == "local":
         return load_local_ca(settings, keystore)
     if backend == "kubernetes":

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from scm.pki.csr_evidence import CsrEvidence, add_evidence
 from scm.pki.errors import CertificateRequestError
 
 SPIFFE_SCHEME = "spiffe://"
@@ -45,16 +46,20 @@ def signature_hash(
 
 
 def build_csr(
-    identity: WorkloadIdentity, private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+    identity: WorkloadIdentity,
+    private_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+    evidence: CsrEvidence | None = None,
 ) -> x509.CertificateSigningRequest:
     """A CSR for ``identity`` signed by ``private_key`` (a token signer works).
 
     The subject is empty, as for SPIFFE X.509-SVIDs, so the SAN extension is critical.
+    ``evidence`` (from :func:`scm.pki.csr_evidence.collect_evidence` for this key) is carried
+    as an attribute a CA that requires attestation checks.
     """
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.spiffe_id)]
     sans += [x509.DNSName(name) for name in identity.dns_names]
     is_rsa = isinstance(private_key, rsa.RSAPrivateKey)
-    return (
+    builder = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([]))
         .add_extension(x509.SubjectAlternativeName(sans), critical=True)
@@ -78,5 +83,7 @@ def build_csr(
             ),
             critical=False,
         )
-        .sign(private_key, signature_hash(private_key))
     )
+    if evidence is not None:
+        builder = add_evidence(builder, evidence)
+    return builder.sign(private_key, signature_hash(private_key))

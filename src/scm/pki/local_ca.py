@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from scm.errors import InputError
 from scm.files import write_atomic
 from scm.keys import Keystore, KeyType, Signer
+from scm.pki.attested import CAAttestationSettings
 from scm.pki.authority import IssuedCertificate
 from scm.pki.errors import CAExistsError, CANotFoundError
 from scm.pki.identity import signature_hash
@@ -33,8 +34,9 @@ CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
-class CASettings:
-    """The ``[ca]`` settings table (``SCM_CA_*``); ``backend`` picks the CA (scm.pki.configured)."""
+class CASettings(CAAttestationSettings):
+    """The ``[ca]`` table (``SCM_CA_*``): ``backend`` picks the CA (scm.pki.configured);
+    the attestation keys are inherited."""
 
     backend: str = "local"
     trust_domain: str = "cluster.local"

@@ -20,23 +20,14 @@ from scm.attestation.evidence import (
 )
 from tests.attestation_cases import case
 from tests.integration.attestation.test_cli import scm
+from tests.tee_trees import gramine_tree, tsm_tree
 
 NONCE = bytes(range(32))
 
 
-def _tsm_root(tmp_path: Path, quote: bytes, generation: str = "1") -> Path:
-    entry = tmp_path / TSM_REPORT_DIR / "scm-test"
-    entry.mkdir(parents=True)
-    (entry / "provider").write_text("tdx_guest\n")
-    (entry / "generation").write_text(generation + "\n")
-    (entry / "inblob").write_bytes(b"")
-    (entry / "outblob").write_bytes(quote)
-    return tmp_path
-
-
 def test_configfs_tsm_writes_64_bytes_and_returns_the_quote(tmp_path: Path) -> None:
     quote = case("tdx_v4_uptodate").quote
-    root = _tsm_root(tmp_path, quote)
+    root = tsm_tree(tmp_path, quote)
     report_data = bytes(range(64))
     assert ConfigfsTsm(root, entry="scm-test").quote(report_data) == quote
     assert (root / TSM_REPORT_DIR / "scm-test" / "inblob").read_bytes() == report_data
@@ -51,13 +42,13 @@ class _RacingTsm(ConfigfsTsm):
 
 
 def test_configfs_tsm_detects_a_concurrent_writer(tmp_path: Path) -> None:
-    root = _tsm_root(tmp_path, case("tdx_v4_uptodate").quote)
+    root = tsm_tree(tmp_path, case("tdx_v4_uptodate").quote)
     with pytest.raises(EvidenceError, match="concurrently"):
         _RacingTsm(root, entry="scm-test").quote(bytes(64))
 
 
 def test_wrong_provider_is_refused(tmp_path: Path) -> None:
-    root = _tsm_root(tmp_path, b"x")
+    root = tsm_tree(tmp_path, b"x")
     (root / TSM_REPORT_DIR / "scm-test" / "provider").write_text("sev_guest\n")
     with pytest.raises(EvidenceError, match="sev_guest"):
         ConfigfsTsm(root, entry="scm-test").quote(bytes(64))
@@ -65,10 +56,7 @@ def test_wrong_provider_is_refused(tmp_path: Path) -> None:
 
 def test_gramine_writes_user_report_data_and_reads_the_quote(tmp_path: Path) -> None:
     quote = case("sgx_v3_processor_cfg_swhardening").quote
-    device = tmp_path / GRAMINE_DIR
-    device.mkdir(parents=True)
-    (device / "attestation_type").write_text("dcap")
-    (device / "quote").write_bytes(quote)
+    device = gramine_tree(tmp_path, quote) / GRAMINE_DIR
     evidence = generate_quote(bytes(range(64)), tmp_path)
     assert (evidence.source, evidence.quote) == ("gramine", quote)
     assert (device / "user_report_data").read_bytes() == bytes(range(64))
