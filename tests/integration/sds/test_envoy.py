@@ -1,0 +1,79 @@
+"""Real Envoy 1.40 against the real SDS server over a Unix socket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from scm.sds import DEFAULT, Credential, InlineKey
+from tests.certs import TestCA, key_pem
+from tests.integration.sds.harness import Envoy, ServerThread, handshake, wait_for
+
+
+@pytest.mark.parametrize("api_type", ["GRPC", "DELTA_GRPC"])
+def test_envoy_serves_sds_certificate_and_rotates_on_the_same_stream(
+    api_type: str,
+    ca: TestCA,
+    client_files: tuple[Path, Path],
+    socket_path: Path,
+    start_server: Callable[..., ServerThread],
+    tmp_path: Path,
+) -> None:
+    api = "sotw" if api_type == "GRPC" else "delta"
+    first, second = ca.credential(), ca.credential()
+    sds = start_server()
+    sds.call(lambda: sds.store.put(DEFAULT, first))
+    with Envoy(tmp_path, socket_path, api_type) as envoy:
+        port = wait_for(envoy.listener_port, what="Envoy's TLS listener")
+        served = wait_for(lambda: handshake(port, ca.pem(), *client_files), what="handshake")
+        assert served.serial_number == first.leaf.serial_number
+        streams = sds.metric("scm_sds_streams_opened_total", api=api)
+        assert streams == 2  # one for default, one for ROOTCA
+
+        sds.call(lambda: sds.store.put(DEFAULT, second))
+        wait_for(
+            lambda: (
+                handshake(port, ca.pem(), *client_files).serial_number == second.leaf.serial_number
+            ),
+            what="Envoy to serve the rotated certificate",
+        )
+        wait_for(lambda: sds.metric("scm_sds_acks_total", api=api) >= 3, what="ACK of rotation")
+        assert sds.metric("scm_sds_streams_opened_total", api=api) == streams
+        assert envoy.stat("sds.default.update_success") == 2
+        assert sds.metric("scm_sds_nacks_total", api=api) == 0
+
+
+def test_broken_secret_is_nacked_and_the_last_good_version_stays(
+    ca: TestCA,
+    client_files: tuple[Path, Path],
+    socket_path: Path,
+    start_server: Callable[..., ServerThread],
+    tmp_path: Path,
+) -> None:
+    good = ca.credential()
+    other_certificate, _ = ca.issue("other")
+    _, unrelated_key = ca.issue("unrelated")
+    broken = Credential((other_certificate,), InlineKey(key_pem(unrelated_key)))
+    sds = start_server()
+    stored_good = sds.call(lambda: sds.store.put(DEFAULT, good))
+    with Envoy(tmp_path, socket_path, "GRPC") as envoy:
+        port = wait_for(envoy.listener_port, what="Envoy's TLS listener")
+        wait_for(lambda: handshake(port, ca.pem(), *client_files), what="handshake")
+        pushes = sds.metric("scm_sds_pushes_total", api="sotw")
+
+        sds.call(lambda: sds.store.put(DEFAULT, broken))
+        wait_for(lambda: sds.metric("scm_sds_nacks_total", api="sotw") == 1, what="NACK")
+        assert envoy.stat("sds.default.update_rejected") == 1
+        served = handshake(port, ca.pem(), *client_files)
+        assert served.serial_number == good.leaf.serial_number
+        default_streams = [
+            s
+            for s in sds.call(lambda: list(sds.server.service.streams.values()))
+            if s.names == {DEFAULT}
+        ]
+        assert [s.acked[DEFAULT] for s in default_streams] == [stored_good.version]
+        assert [s.nacks for s in default_streams] == [1]
+        # the rejected Secret was sent once, not again after the NACK
+        assert sds.metric("scm_sds_pushes_total", api="sotw") == pushes + 1
