@@ -31,7 +31,10 @@ from scm.errors import ConfigError, InputError
 from scm.sds.credentials import HsmKey
 
 TYPED_STRUCT_URL = "type.googleapis.com/xds.type.v3.TypedStruct"
-SGX_CONFIG_URL = "type.googleapis.com/envoy.extensions.private_key_providers.sgx.v3alpha.SgxPrivateKeyMethodConfig"
+SGX_CONFIG_URL = (
+    "type.googleapis.com/"
+    "envoy.extensions.private_key_providers.sgx.v3alpha.SgxPrivateKeyMethodConfig"
+)
 DEFAULT_SGX_LIBRARY = "/usr/local/lib/libp11sgx.so"
 
 SGX_TEMPLATE: Mapping[str, Any] = {

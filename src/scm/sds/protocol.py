@@ -10,8 +10,8 @@ response with that nonce:
 - the nonce of a response still awaiting its answer, without ``error_detail``: an ACK,
   the client now runs the version it echoes;
 - the same with ``error_detail``: a NACK. The client keeps its last good version; the
-  error is logged and counted, and nothing is re-sent until the secret changes (sending
-  the same rejected Secret again would only loop);
+  error is logged and counted, and the rejected version is never sent again on this
+  stream (that would only loop): the next response comes when the secret changes;
 - any other well-formed nonce: stale (an answer to a response that a newer one has
   superseded): ignored, except that a delta request's subscribe and unsubscribe lists
   always apply, since they are changes and not state;
@@ -83,6 +83,7 @@ class SotwState:
     sent_nonce: str | None = None
     sent_version: str | None = None
     acked_version: str | None = None
+    rejected_version: str | None = None
     answered: bool = False
     nonces: NonceCounter = field(default_factory=NonceCounter)
 
@@ -104,9 +105,14 @@ class SotwState:
             return Decision(Verdict.REQUEST if changed else Verdict.STALE, respond=changed)
         self.answered = True
         if error is not None:
+            self.rejected_version = self.sent_version
             return Decision(Verdict.NACK, respond=changed, error=error)
         self.acked_version = version
         return Decision(Verdict.ACK, respond=changed)
+
+    def needs(self, version: str) -> bool:
+        """Whether a response with ``version`` is news to the client."""
+        return version not in (self.sent_version, self.rejected_version)
 
     def sending(self, version: str) -> str:
         """Record a response about to be sent; returns its nonce."""
@@ -123,6 +129,7 @@ class DeltaState:
     subscribed: set[str] = field(default_factory=set)
     sent: dict[str, str] = field(default_factory=dict)  # name -> version the client was sent
     acked: dict[str, str] = field(default_factory=dict)  # name -> version the client ACKed
+    rejected: dict[str, str] = field(default_factory=dict)  # name -> version it NACKed
     outstanding: dict[str, dict[str, str | None]] = field(default_factory=dict)
     nonces: NonceCounter = field(default_factory=NonceCounter)
     started: bool = False
@@ -157,6 +164,9 @@ class DeltaState:
         if answered is None:
             return Decision(Verdict.STALE, respond=bool(added)), added
         if error is not None:
+            for name, version in answered.items():
+                if version is not None:
+                    self.rejected[name] = version
             return Decision(Verdict.NACK, respond=bool(added), error=error), added
         for name, version in answered.items():
             if version is None:
@@ -169,7 +179,7 @@ class DeltaState:
         """Whether the client lacks this version of ``name`` (None: it was removed)."""
         if version is None:
             return name in self.sent
-        return self.sent.get(name) != version
+        return self.sent.get(name) != version and self.rejected.get(name) != version
 
     def sending(self, versions: Mapping[str, str | None]) -> str:
         """Record a response carrying ``versions`` (None: removed); returns its nonce."""

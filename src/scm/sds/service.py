@@ -294,7 +294,7 @@ class _SotwStream(_Stream):
         self.changed.clear()
         secrets = [self.service.store.get(n) for n in sorted(self.state.names)]
         present = [s for s in secrets if s is not None]
-        if self.state.sent_version == _combined_version(present):
+        if not self.state.needs(_combined_version(present)):
             return []
         return [self._response(present)]
 
@@ -359,8 +359,9 @@ class _DeltaStream(_Stream):
                 removed.append(name)
             else:
                 updates.append(stored)
-        if not updates and not removed:
-            return []
+        return self._respond(updates, removed) if updates or removed else []
+
+    def _respond(self, updates: list[StoredSecret], removed: list[str]) -> list[Any]:
         versions: dict[str, str | None] = {s.name: s.version for s in updates}
         versions.update(dict.fromkeys(removed))
         nonce = self.state.sending(versions)

@@ -105,7 +105,7 @@ def sds_config(api_type: str) -> dict[str, Any]:
 
 
 def bootstrap(socket_path: Path, api_type: str) -> dict[str, Any]:
-    """Envoy with one TLS listener whose certificate and trust bundle come over SDS."""
+    """Envoy with one TLS echo listener whose certificate and trust bundle come over SDS."""
     sds = sds_config(api_type)
     return {
         "node": {"id": "sidecar~127.0.0.1~test.default~cluster.local", "cluster": "test"},
@@ -143,11 +143,10 @@ def bootstrap(socket_path: Path, api_type: str) -> dict[str, Any]:
                         {
                             "filters": [
                                 {
-                                    "name": "envoy.filters.network.direct_response",
+                                    "name": "envoy.filters.network.echo",
                                     "typed_config": {
                                         "@type": "type.googleapis.com/"
-                                        "envoy.extensions.filters.network.direct_response.v3.Config",
-                                        "response": {"inline_string": "hello from envoy\n"},
+                                        "envoy.extensions.filters.network.echo.v3.Echo"
                                     },
                                 }
                             ],
@@ -199,7 +198,7 @@ class Envoy:
                 "--admin-address-path",
                 str(self.admin_path),
                 "--log-level",
-                "info",
+                os.environ.get("SCM_TEST_ENVOY_LOG_LEVEL", "info"),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -257,7 +256,8 @@ def handshake(port: int, ca_pem: bytes, client_cert: Path, client_key: Path) -> 
     ):
         der = tls.getpeercert(binary_form=True)
         assert der is not None
-        assert tls.recv(64).startswith(b"hello from envoy")
+        tls.sendall(b"ping\n")
+        assert tls.recv(64) == b"ping\n"
         return x509.load_der_x509_certificate(der)
 
 
