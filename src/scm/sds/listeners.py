@@ -7,9 +7,11 @@ binds (no moment where the socket is world-connectable) and set exactly afterwar
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,16 +74,24 @@ def prepare_socket_path(path: Path) -> None:
     path.unlink()
 
 
-def bind_unix(server: grpc.aio.Server, listener: UnixListener) -> None:
-    """Bind ``listener`` on ``server`` with its final permissions."""
-    prepare_socket_path(listener.path)
+@contextlib.contextmanager
+def owner_only_umask() -> Iterator[None]:
+    """Files created meanwhile get mode 0600 at most (the umask is process-wide: brief)."""
     previous = os.umask(0o177)
     try:
-        server.add_insecure_port(listener.address())
-    except RuntimeError as exc:
-        raise UnavailableError(f"cannot listen on {listener.path}: {exc}") from None
+        yield
     finally:
         os.umask(previous)
+
+
+def bind_unix(server: grpc.aio.Server, listener: UnixListener) -> None:
+    """Bind ``listener`` on ``server``; nobody but the owner can connect until secured."""
+    prepare_socket_path(listener.path)
+    try:
+        with owner_only_umask():
+            server.add_insecure_port(listener.address())
+    except RuntimeError as exc:
+        raise UnavailableError(f"cannot listen on {listener.path}: {exc}") from None
 
 
 def secure_unix_socket(listener: UnixListener) -> None:

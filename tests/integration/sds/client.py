@@ -24,13 +24,17 @@ NODE = base_pb2.Node(id="test-node", cluster="test")
 
 @contextlib.asynccontextmanager
 async def serving(
-    store: SecretStore, socket_path: Path, renderer: SecretRenderer | None = None, **options: Any
+    store: SecretStore,
+    socket_path: Path,
+    renderer: SecretRenderer | None = None,
+    group: str | None = None,
+    **options: Any,
 ) -> AsyncIterator[tuple[SdsServer, Any]]:
     """Start a server on ``socket_path`` and yield it with a connected stub."""
     server = SdsServer(
         store,
         renderer or SecretRenderer(),
-        ServerOptions(unix=(UnixListener(socket_path),), **options),
+        ServerOptions(unix=(UnixListener(socket_path, group),), **options),
     )
     await server.start()
     try:
