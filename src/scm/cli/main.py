@@ -11,6 +11,7 @@ import click
 from scm import __version__
 from scm.cli.context import CliContext
 from scm.cli.inspect import inspect_command
+from scm.cli.sds import sds_group
 from scm.config import LOG_LEVELS
 from scm.errors import ScmError
 from scm.log import setup_logging
@@ -48,6 +49,7 @@ def cli(
 
 
 cli.add_command(inspect_command)
+cli.add_command(sds_group)
 
 
 def main(argv: list[str] | None = None) -> None:
