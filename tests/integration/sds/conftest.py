@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scm.sds import ROOTCA, SecretRenderer, SecretStore, ServerOptions
+from scm.sds import DEFAULT, ROOTCA, SecretRenderer, SecretStore, ServerOptions
 from scm.sds.listeners import UnixListener
 from tests.certs import TestCA, cert_pem, key_pem
 from tests.integration.sds.harness import ServerThread, short_socket_path
@@ -27,6 +27,15 @@ def client_files(ca: TestCA, tmp_path: Path) -> tuple[Path, Path]:
     cert_path.write_bytes(cert_pem(certificate))
     key_path.write_bytes(key_pem(key))
     return cert_path, key_path
+
+
+@pytest.fixture
+def store(ca: TestCA) -> SecretStore:
+    """A store serving ROOTCA and a default credential from ``ca``."""
+    store = SecretStore()
+    store.put(ROOTCA, ca.bundle())
+    store.put(DEFAULT, ca.credential())
+    return store
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from cryptography import x509
 
 from scm.sds import SdsServer, SecretRenderer, SecretStore, ServerOptions
+from scm.sds.service import StreamInfo
 
 T = TypeVar("T")
 
@@ -70,6 +71,12 @@ class ServerThread:
             coroutine, self.loop
         )
         return future.result(timeout)
+
+    def stream_for(self, name: str) -> StreamInfo:
+        """The one open stream that watches exactly ``name``."""
+        streams = self.call(lambda: list(self.server.service.streams.values()))
+        (info,) = [s for s in streams if s.names == {name}]
+        return info
 
     def metric(self, name: str, **labels: str) -> float:
         value = self.server.metrics.registry.get_sample_value(name, labels)

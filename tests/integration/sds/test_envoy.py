@@ -81,13 +81,8 @@ def test_broken_secret_is_nacked_and_the_last_good_version_stays(
         assert envoy.stat("sds.default.update_rejected") == 1
         served = handshake(port, ca.pem(), *client_files)
         assert served.serial_number == good.leaf.serial_number
-        default_streams = [
-            s
-            for s in sds.call(lambda: list(sds.server.service.streams.values()))
-            if s.names == {DEFAULT}
-        ]
-        assert [s.acked[DEFAULT] for s in default_streams] == [stored_good.version]
-        assert [s.nacks for s in default_streams] == [1]
+        info = sds.stream_for(DEFAULT)
+        assert (info.acked[DEFAULT], info.nacks) == (stored_good.version, 1)
         # the rejected Secret was sent once, not again after the NACK
         assert sds.metric("scm_sds_pushes_total", api="sotw") == pushes + 1
 
@@ -120,9 +115,8 @@ def test_hsm_secret_carries_a_key_provider_that_stock_envoy_rejects_cleanly(
 
         wait_for(lambda: sds.metric("scm_sds_nacks_total", api="sotw") == 1, what="NACK")
         assert envoy.stat("sds.default.update_rejected") == 1
-        (info,) = [s for s in sds.call(lambda: list(sds.server.service.streams.values()))
-                   if s.names == {DEFAULT}]  # fmt: skip
-        assert info.acked[DEFAULT] == stored_good.version
+        info = sds.stream_for(DEFAULT)
+        assert (info.acked[DEFAULT], info.nacks) == (stored_good.version, 1)
         served = handshake(port, ca.pem(), *client_files)
         assert served.serial_number == good.leaf.serial_number
     nack_logs = [r.getMessage() for r in caplog.records if "NACKed" in r.getMessage()]

@@ -15,7 +15,7 @@ import grpc
 import pytest
 from envoy.service.secret.v3 import sds_pb2_grpc
 
-from scm.sds import DEFAULT, ROOTCA, SdsServer, SecretRenderer, SecretStore, ServerOptions
+from scm.sds import DEFAULT, SdsServer, SecretRenderer, SecretStore, ServerOptions
 from scm.sds.listeners import UnixListener
 from scm.sds.peergate import pipe
 from scm.sds.service import Limits
@@ -63,14 +63,6 @@ async def channel_over(connection: socket.socket, relay_path: Path) -> AsyncIter
             yield sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
     finally:
         server.close()
-
-
-@pytest.fixture
-def store(ca: TestCA) -> SecretStore:
-    store = SecretStore()
-    store.put(ROOTCA, ca.bundle())
-    store.put(DEFAULT, ca.credential())
-    return store
 
 
 def test_unix_socket_is_owner_only_and_group_makes_it_0660(

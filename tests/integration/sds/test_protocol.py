@@ -34,14 +34,6 @@ def run(
     asyncio.run(main())
 
 
-@pytest.fixture
-def store(ca: TestCA) -> SecretStore:
-    store = SecretStore()
-    store.put(ROOTCA, ca.bundle())
-    store.put(DEFAULT, ca.credential())
-    return store
-
-
 def test_fetch_returns_the_named_secrets(store: SecretStore, socket_path: Path) -> None:
     async def body(server: SdsServer, stub: Any) -> None:
         response = await stub.FetchSecrets(request([DEFAULT, ROOTCA]))
