@@ -27,6 +27,7 @@ COMMANDS = {
     "keys": "scm.cli.keys:keys_group",
     "kube": "scm.cli.kube:kube_group",
     "openstack": "scm.cli.openstack:openstack_group",
+    "sds": "scm.cli.sds:sds_group",
 }
 
 

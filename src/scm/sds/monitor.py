@@ -1,0 +1,91 @@
+"""The SDS server's HTTP side: /healthz, /readyz, Prometheus /metrics and JSON /status.
+
+Meant for 127.0.0.1: /status names secrets, serials and connected nodes (never keys).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from scm.sds.credentials import Credential
+from scm.sds.server import SdsServer
+from scm.sds.store import StoredSecret
+
+
+def status_document(server: SdsServer) -> dict[str, Any]:
+    """What the server serves and to whom, as JSON-ready data."""
+    return {
+        "ready": server.ready,
+        "secrets": [_describe(stored) for stored in server.store],
+        "streams": [
+            {
+                "id": info.id,
+                "api": info.api,
+                "node": info.node_id,
+                "cluster": info.cluster,
+                "names": sorted(info.names),
+                "acked": info.acked,
+                "nacks": info.nacks,
+                "opened_at": info.opened_at.isoformat(),
+            }
+            for info in server.service.streams.values()
+        ],
+    }
+
+
+def _describe(stored: StoredSecret) -> dict[str, Any]:
+    value = stored.value
+    certificates = value.chain if isinstance(value, Credential) else value.certificates
+    now = datetime.datetime.now(datetime.UTC)
+    return {
+        "name": stored.name,
+        "version": stored.version,
+        "kind": "tls_certificate" if isinstance(value, Credential) else "validation_context",
+        "serials": [format(c.serial_number, "x") for c in certificates],
+        "subject": certificates[0].subject.rfc4514_string(),
+        "not_after": value.not_after.isoformat(),
+        "seconds_to_expiry": int((value.not_after - now).total_seconds()),
+        "key": value.key.location if isinstance(value, Credential) else None,
+        "updated_at": stored.updated_at.isoformat(),
+    }
+
+
+def monitor_app(server: SdsServer) -> web.Application:
+    """The aiohttp application exposing ``server``'s health, metrics and status."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(_: web.Request) -> web.Response:
+        if server.ready and len(server.store) > 0:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: no listener or no secret yet\n")
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest(server.metrics.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response(status_document(server))
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status", status)
+    return app
+
+
+async def start_monitor(server: SdsServer, host: str, port: int) -> web.AppRunner:
+    """Serve the monitor on ``host:port``; the caller cleans up the returned runner."""
+    runner = web.AppRunner(monitor_app(server), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner

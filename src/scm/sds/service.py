@@ -1,0 +1,388 @@
+"""``envoy.service.secret.v3.SecretDiscoveryService``: StreamSecrets, DeltaSecrets, FetchSecrets.
+
+Each stream reads requests in one task and answers from another loop that also wakes
+when a watched secret changes in the store, so a rotation reaches every stream without
+waiting for the client. What a request means is decided in :mod:`scm.sds.protocol`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+from envoy.service.secret.v3 import sds_pb2_grpc
+from google.protobuf import any_pb2
+
+from scm.sds.metrics import SdsMetrics
+from scm.sds.protocol import DeltaState, ProtocolViolation, SotwState, Verdict
+from scm.sds.render import SECRET_TYPE_URL, SecretRenderer
+from scm.sds.store import SecretStore, StoredSecret, UnknownSecretError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may ask of the server."""
+
+    max_streams: int = 10_000
+    max_names_per_request: int = 64
+    max_name_length: int = 256
+
+
+@dataclass
+class StreamInfo:
+    """One open stream, as /status shows it."""
+
+    id: int
+    api: str
+    node_id: str = ""
+    cluster: str = ""
+    names: frozenset[str] = frozenset()
+    acked: dict[str, str] = field(default_factory=dict)
+    nacks: int = 0
+    opened_at: datetime.datetime = field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
+
+
+class _Rejected(Exception):
+    """End the RPC with ``code`` and a message; ``reason`` labels the metric."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+_CHANGED = object()
+_END = object()
+
+
+class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
+    """The SDS servicer: secrets from ``store``, rendered by ``renderer``."""
+
+    def __init__(
+        self,
+        store: SecretStore,
+        renderer: SecretRenderer,
+        metrics: SdsMetrics,
+        limits: Limits | None = None,
+    ) -> None:
+        self.store = store
+        self.renderer = renderer
+        self.metrics = metrics
+        self.limits = limits or Limits()
+        self.streams: dict[int, StreamInfo] = {}
+        self._ids = itertools.count(1)
+
+    async def StreamSecrets(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        async for response in self._serve(_SotwStream(self), request_iterator, context):
+            yield response
+
+    async def DeltaSecrets(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        async for response in self._serve(_DeltaStream(self), request_iterator, context):
+            yield response
+
+    async def FetchSecrets(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.metrics.requests.labels("fetch").inc()
+        try:
+            self._check_request(request.type_url, request.resource_names, allow_empty=False)
+            secrets = [await self._obtain(n) for n in dict.fromkeys(request.resource_names)]
+        except _Rejected as exc:
+            self.metrics.rejected.labels(exc.reason).inc()
+            await context.abort(exc.code, str(exc))
+        self.metrics.pushes.labels("fetch").inc(len(secrets))
+        return discovery_pb2.DiscoveryResponse(
+            version_info=_combined_version(secrets),
+            resources=[self._pack(s) for s in secrets],
+            type_url=SECRET_TYPE_URL,
+        )
+
+    async def _serve(
+        self,
+        stream: _Stream,
+        requests: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[Any]:
+        if len(self.streams) >= self.limits.max_streams:
+            self.metrics.rejected.labels("too_many_streams").inc()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many SDS streams (limit {self.limits.max_streams})",
+            )
+        info = StreamInfo(next(self._ids), stream.api)
+        stream.info = info
+        self.streams[info.id] = info
+        self.metrics.streams_total.labels(stream.api).inc()
+        self.metrics.streams_active.labels(stream.api).inc()
+        reader = asyncio.create_task(stream.read(requests))
+        try:
+            while True:
+                event = await stream.events.get()
+                if event is _END:
+                    return
+                if isinstance(event, BaseException):
+                    raise event
+                if event is _CHANGED:
+                    responses = stream.on_changed()
+                else:
+                    self.metrics.requests.labels(stream.api).inc()
+                    responses = await stream.on_request(event)
+                for response in responses:
+                    yield response
+        except _Rejected as exc:
+            self.metrics.rejected.labels(exc.reason).inc()
+            log.warning("stream %d (%s): %s", info.id, info.node_id or "?", exc)
+            await context.abort(exc.code, str(exc))
+        except ProtocolViolation as exc:
+            self.metrics.rejected.labels(exc.reason).inc()
+            log.warning("stream %d (%s): %s", info.id, info.node_id or "?", exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            reader.cancel()
+            stream.close()
+            del self.streams[info.id]
+            self.metrics.streams_active.labels(stream.api).dec()
+
+    def _check_request(self, type_url: str, names: Iterable[str], allow_empty: bool) -> None:
+        if type_url not in ("", SECRET_TYPE_URL):
+            raise _Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "wrong_type_url",
+                f"type_url {type_url[:100]!r} is not served here (only {SECRET_TYPE_URL})",
+            )
+        names = list(names)
+        if not names and not allow_empty:
+            raise _Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "no_names",
+                "SDS requests must name the secrets they want (wildcard is not served)",
+            )
+        if len(names) > self.limits.max_names_per_request:
+            raise _Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "too_many_names",
+                f"{len(names)} resource names in one request "
+                f"(limit {self.limits.max_names_per_request})",
+            )
+        for name in names:
+            if not name or len(name) > self.limits.max_name_length:
+                raise _Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "bad_name",
+                    f"resource name {name[:40]!r} is empty or longer than "
+                    f"{self.limits.max_name_length} characters",
+                )
+
+    async def _obtain(self, name: str) -> StoredSecret:
+        try:
+            return await self.store.obtain(name)
+        except UnknownSecretError as exc:
+            raise _Rejected(grpc.StatusCode.NOT_FOUND, "unknown_name", str(exc)) from None
+
+    def _pack(self, stored: StoredSecret) -> any_pb2.Any:
+        packed = any_pb2.Any()
+        packed.Pack(self.renderer.render(stored.name, stored.value))
+        return packed
+
+    def _note_answer(self, stream: _Stream, verdict: Verdict, error: str) -> None:
+        info = stream.info
+        if verdict is Verdict.ACK:
+            self.metrics.acks.labels(stream.api).inc()
+        elif verdict is Verdict.NACK:
+            info.nacks += 1
+            self.metrics.nacks.labels(stream.api).inc()
+            # error_detail is Envoy's own message; it never holds key material
+            log.warning(
+                "stream %d (%s) NACKed %s: %s",
+                info.id,
+                info.node_id or "?",
+                ", ".join(sorted(info.names)),
+                error[:500],
+            )
+
+
+class _Stream:
+    """The per-stream side shared by both protocol flavours: events and watches."""
+
+    api = ""
+
+    def __init__(self, service: SecretDiscoveryService) -> None:
+        self.service = service
+        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.changed: set[str] = set()
+        self.watched: set[str] = set()
+        self.info = StreamInfo(0, self.api)
+
+    async def read(self, requests: AsyncIterator[Any]) -> None:
+        try:
+            async for request in requests:
+                self.events.put_nowait(request)
+            self.events.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the transport failed (oversized message, reset)
+            log.debug("stream %d: reading failed: %s", self.info.id, exc)
+            self.events.put_nowait(_END)
+
+    def secret_changed(self, name: str) -> None:
+        if not self.changed:
+            self.events.put_nowait(_CHANGED)
+        self.changed.add(name)
+
+    def note_node(self, request: Any) -> None:
+        if request.HasField("node") and not self.info.node_id:
+            self.info.node_id = request.node.id[:200]
+            self.info.cluster = request.node.cluster[:200]
+
+    def set_watched(self, names: Iterable[str]) -> None:
+        wanted = set(names)
+        for name in self.watched - wanted:
+            self.service.store.unwatch(name, self)
+        for name in wanted - self.watched:
+            self.service.store.watch(name, self)
+        self.watched = wanted
+        self.info.names = frozenset(wanted)
+
+    def close(self) -> None:
+        self.set_watched(())
+
+    async def on_request(self, request: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def on_changed(self) -> list[Any]:
+        raise NotImplementedError
+
+
+class _SotwStream(_Stream):
+    api = "sotw"
+
+    def __init__(self, service: SecretDiscoveryService) -> None:
+        super().__init__(service)
+        self.state = SotwState()
+
+    async def on_request(self, request: Any) -> list[Any]:
+        self.note_node(request)
+        self.service._check_request(request.type_url, request.resource_names, allow_empty=False)
+        error = request.error_detail.message if request.HasField("error_detail") else None
+        decision = self.state.on_request(
+            request.response_nonce, request.resource_names, request.version_info, error
+        )
+        self.service._note_answer(self, decision.verdict, decision.error)
+        if decision.verdict is Verdict.ACK and self.state.acked_version is not None:
+            self.info.acked = dict.fromkeys(self.state.names, self.state.acked_version)
+        if not decision.respond:
+            return []
+        # Every wanted name must exist before anything is watched or sent.
+        secrets = [await self.service._obtain(n) for n in sorted(self.state.names)]
+        self.set_watched(self.state.names)
+        return [self._response(secrets)]
+
+    def on_changed(self) -> list[Any]:
+        self.changed.clear()
+        secrets = [self.service.store.get(n) for n in sorted(self.state.names)]
+        present = [s for s in secrets if s is not None]
+        if not self.state.needs(_combined_version(present)):
+            return []
+        return [self._response(present)]
+
+    def _response(self, secrets: list[StoredSecret]) -> Any:
+        version = _combined_version(secrets)
+        nonce = self.state.sending(version)
+        self.service.metrics.pushes.labels(self.api).inc(len(secrets))
+        return discovery_pb2.DiscoveryResponse(
+            version_info=version,
+            resources=[self.service._pack(s) for s in secrets],
+            type_url=SECRET_TYPE_URL,
+            nonce=nonce,
+        )
+
+
+class _DeltaStream(_Stream):
+    api = "delta"
+
+    def __init__(self, service: SecretDiscoveryService) -> None:
+        super().__init__(service)
+        self.state = DeltaState()
+
+    async def on_request(self, request: Any) -> list[Any]:
+        self.note_node(request)
+        subscribe = list(request.resource_names_subscribe)
+        self.service._check_request(request.type_url, subscribe, allow_empty=True)
+        if not self.state.started and not subscribe:
+            raise _Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "no_names",
+                "SDS requests must name the secrets they want (wildcard is not served)",
+            )
+        error = request.error_detail.message if request.HasField("error_detail") else None
+        for name in subscribe:  # unknown names fail before any state changes
+            await self.service._obtain(name)
+        decision, _ = self.state.on_request(
+            request.response_nonce,
+            subscribe,
+            request.resource_names_unsubscribe,
+            dict(request.initial_resource_versions),
+            error,
+        )
+        self.service._note_answer(self, decision.verdict, decision.error)
+        self.set_watched(self.state.subscribed)
+        self.info.acked = dict(self.state.acked)
+        return self._diff()
+
+    def on_changed(self) -> list[Any]:
+        self.changed.clear()
+        return self._diff()
+
+    def _diff(self) -> list[Any]:
+        """One response with every subscribed secret the client lacks, if any."""
+        updates: list[StoredSecret] = []
+        removed: list[str] = []
+        for name in sorted(self.state.subscribed):
+            stored = self.service.store.get(name)
+            version = stored.version if stored else None
+            if not self.state.needs(name, version):
+                continue
+            if stored is None:
+                removed.append(name)
+            else:
+                updates.append(stored)
+        return self._respond(updates, removed) if updates or removed else []
+
+    def _respond(self, updates: list[StoredSecret], removed: list[str]) -> list[Any]:
+        versions: dict[str, str | None] = {s.name: s.version for s in updates}
+        versions.update(dict.fromkeys(removed))
+        nonce = self.state.sending(versions)
+        self.service.metrics.pushes.labels(self.api).inc(len(updates))
+        return [
+            discovery_pb2.DeltaDiscoveryResponse(
+                system_version_info=_combined_version(updates),
+                resources=[
+                    discovery_pb2.Resource(
+                        name=s.name, version=s.version, resource=self.service._pack(s)
+                    )
+                    for s in updates
+                ],
+                removed_resources=removed,
+                type_url=SECRET_TYPE_URL,
+                nonce=nonce,
+            )
+        ]
+
+
+def _combined_version(secrets: Iterable[StoredSecret]) -> str:
+    """One version for a set of secrets: the single version, or their joined versions."""
+    versions = [s.version for s in secrets]
+    return versions[0] if len(versions) == 1 else ".".join(versions)

@@ -1,0 +1,64 @@
+"""Fixtures for SDS integration tests: a CA, client files, a socket and the server thread."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scm.sds import DEFAULT, ROOTCA, SecretRenderer, SecretStore, ServerOptions
+from scm.sds.listeners import UnixListener
+from tests.certs import TestCA, cert_pem, key_pem
+from tests.integration.sds.harness import ServerThread, short_socket_path
+
+
+@pytest.fixture
+def ca() -> TestCA:
+    return TestCA()
+
+
+@pytest.fixture
+def client_files(ca: TestCA, tmp_path: Path) -> tuple[Path, Path]:
+    """A client certificate and key that Envoy's ROOTCA accepts."""
+    certificate, key = ca.issue("client")
+    cert_path, key_path = tmp_path / "client.pem", tmp_path / "client-key.pem"
+    cert_path.write_bytes(cert_pem(certificate))
+    key_path.write_bytes(key_pem(key))
+    return cert_path, key_path
+
+
+@pytest.fixture
+def store(ca: TestCA) -> SecretStore:
+    """A store serving ROOTCA and a default credential from ``ca``."""
+    store = SecretStore()
+    store.put(ROOTCA, ca.bundle())
+    store.put(DEFAULT, ca.credential())
+    return store
+
+
+@pytest.fixture
+def socket_path() -> Iterator[Path]:
+    path = short_socket_path("sds.sock")
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def start_server(socket_path: Path, ca: TestCA) -> Iterator[Callable[..., ServerThread]]:
+    """Start an SDS server on ``socket_path`` whose store holds ROOTCA (and what tests add)."""
+    started: list[ServerThread] = []
+
+    def start(renderer: SecretRenderer | None = None, **options: object) -> ServerThread:
+        store = SecretStore()
+        store.put(ROOTCA, ca.bundle())
+        unix = (UnixListener(socket_path),)
+        server_options = ServerOptions(unix=unix, **options)  # type: ignore[arg-type]
+        thread = ServerThread(store, renderer or SecretRenderer(), server_options)
+        started.append(thread)
+        return thread
+
+    yield start
+    for thread in started:
+        thread.close()
