@@ -21,6 +21,7 @@ EX_SOFTWARE = 70
 # `scm inspect` stays fast and works where a domain's heavier dependencies are absent
 # (e.g. inside a guest image that carries only what inspect and attest need).
 COMMANDS = {
+    "image": "scm.cli.image:image_group",
     "inspect": "scm.cli.inspect:inspect_command",
 }
 
