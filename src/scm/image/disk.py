@@ -21,6 +21,7 @@ ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 # The Discoverable Partitions type for an x86-64 root, so tools find it without fstab.
 ROOT_TYPE_X86_64 = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
 _CHUNK = 4 * MIB
+MIN_ESP = 64 * MIB  # below this mkfs.vfat cannot make FAT32, which some firmware insists on
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ def plan_layout(
     size_bytes: int, esp_size: int, esp_partuuid: str, root_partuuid: str
 ) -> DiskLayout:
     """ESP at 1 MiB, root after it up to 1 MiB before the end (room for the backup GPT)."""
+    if esp_size < MIN_ESP:
+        raise ImageSpecError(f"the EFI system partition needs at least {MIN_ESP // MIB} MiB (FAT32)")
     root_offset = MIB + esp_size
     root_size = (size_bytes - root_offset - MIB) // MIB * MIB
     if root_size <= 0:
