@@ -55,6 +55,7 @@ run: install
 	$(BIN)/scm inspect
 
 bench: install
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS),bench]'
 	@for b in bench/*.py; do echo "== $$b"; PYTHONPATH=. $(BIN)/python $$b || exit 1; done
 
 # Re-pin constraints.txt to what the venv holds now.

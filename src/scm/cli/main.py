@@ -21,8 +21,12 @@ EX_SOFTWARE = 70
 # `scm inspect` stays fast and works where a domain's heavier dependencies are absent
 # (e.g. inside a guest image that carries only what inspect and attest need).
 COMMANDS = {
+    "attest": "scm.cli.attest:attest_group",
+    "ca": "scm.cli.ca:ca_group",
     "image": "scm.cli.image:image_group",
     "inspect": "scm.cli.inspect:inspect_command",
+    "keys": "scm.cli.keys:keys_group",
+    "kube": "scm.cli.kube:kube_group",
 }
 
 

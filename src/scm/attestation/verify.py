@@ -1,0 +1,334 @@
+"""DCAP quote verification: the full chain of trust, in Intel's order, then TCB matching.
+
+1. PCK certificate chain to the pinned Intel SGX Root CA;
+2. root CA and PCK CRLs (and revocation of every chain certificate);
+3. TCB Info and QE Identity: issuer chains, signatures, validity windows;
+4. the QE report, signed by the PCK key, binds the attestation key;
+5. the quoting enclave is the one QE Identity describes;
+6. the quote (header and body) is signed by the attestation key;
+7. TCB level matching (SGX components + PCE SVN; TDX also TEE TCB SVN and module identity),
+   converged with the QE's and TDX module's statuses;
+8. report attributes: debug, reserved TD attributes, SEPT_VE_DISABLE, MR_SERVICETD.
+
+Work that is the same for many quotes (chains, CRLs, collateral signatures, the QE report
+signature of a platform) is cached by content in :mod:`scm.attestation.trust`; time-dependent
+checks run on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from functools import lru_cache
+from typing import TypeVar
+
+from scm.attestation import tcb
+from scm.attestation.collateral import Collateral
+from scm.attestation.errors import CollateralError, QuoteFormatError
+from scm.attestation.pck import PckExtension, pck_extension
+from scm.attestation.quote import EnclaveReport, Quote, TdReport, parse_quote
+from scm.attestation.trust import (
+    Chain,
+    TrustError,
+    Window,
+    attestation_public_key,
+    check_windows,
+    ec_public_key,
+    signed_by_leaf,
+    verified_chain,
+    verified_crls,
+    verify_raw_signature,
+)
+from scm.attestation.verdict import Verdict
+
+T = TypeVar("T")
+_CACHE_SIZE = 256
+# TD_ATTRIBUTES: reserved bits (TUD bits 1-7, SEC bits 8-27 and 29, OTHER bits 32-62) must be
+# clear; SEPT_VE_DISABLE (bit 28) must be set so the guest is not open to #VE injection.
+_TD_RESERVED = 0xFE | 0x0FFFFF00 | (1 << 29) | (0x7FFFFFFF << 32)
+_TD_SEPT_VE_DISABLE = 1 << 28
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def verify(
+    quote: bytes | Quote,
+    collateral: Collateral,
+    now: int | float | datetime,
+    *,
+    allow_debug: bool = False,
+    allow_service_td: bool = False,
+) -> Verdict:
+    """Verify ``quote`` against ``collateral`` at time ``now`` (Unix seconds or a datetime)."""
+    try:
+        parsed = quote if isinstance(quote, Quote) else parse_quote(quote)
+    except QuoteFormatError as exc:
+        return Verdict(reason="malformed_quote", message=str(exc))
+    seconds = int(now.timestamp() if isinstance(now, datetime) else now)
+    verdict = Verdict(quote=parsed)
+    try:
+        status = _verify_chain_of_trust(parsed, collateral, seconds)
+    except _Rejected as exc:
+        return verdict.rejected(exc.reason, str(exc))
+    verdict = Verdict(
+        status=status.status,
+        advisory_ids=status.advisory_ids,
+        quote=parsed,
+        superseded_at=status.superseded_at,
+    )
+    if status.status == tcb.REVOKED:
+        return verdict.rejected("tcb_revoked", "the platform's TCB level is revoked")
+    problem = _attribute_problem(parsed, allow_debug, allow_service_td)
+    return verdict.rejected(*problem) if problem else verdict
+
+
+def clear_caches() -> None:
+    """Forget every cached verification result (they are also bounded and expire by time)."""
+    for cached in (
+        _pck_platform,
+        _parse_tcb_info,
+        _parse_qe_identity,
+        _qe_report_signed,
+        verified_chain,
+        verified_crls,
+        signed_by_leaf,
+        attestation_public_key,
+    ):
+        cached.cache_clear()
+
+
+def _verify_chain_of_trust(quote: Quote, collateral: Collateral, now: int) -> tcb.TcbStatus:
+    # 1. PCK chain
+    chain, pck = _pck_platform(quote.pck_chain_pem)
+    _in_time(chain.windows, now)
+    # 2. CRLs and revocation
+    crls = _guard(
+        lambda: verified_crls(
+            collateral.root_ca_crl, collateral.pck_crl, collateral.pck_crl_issuer_chain
+        ),
+        {"chain_invalid": "collateral_chain_invalid"},
+    )
+    _in_time(crls.windows, now)
+    if crls.pck_issuer != chain.leaf.issuer:
+        raise _Rejected(
+            "collateral_mismatch", "the PCK CRL is from another CA than the PCK certificate"
+        )
+    if chain.leaf.serial_number in crls.pck_revoked:
+        raise _Rejected("revoked", "the PCK certificate is revoked")
+    if chain.root_issued.serial_number in crls.root_revoked:
+        raise _Rejected("revoked", "the PCK CA certificate is revoked")
+    # 3. TCB Info and QE Identity
+    info = _signed_collateral(collateral, "tcb_info", crls.root_revoked, now)
+    identity = _signed_collateral(collateral, "qe_identity", crls.root_revoked, now)
+    assert isinstance(info, tcb.TcbInfo) and isinstance(identity, tcb.QeIdentity)
+    _check_collateral_kind(quote, info, identity)
+    # 4. QE report signed by the PCK key, binding the attestation key
+    signed = _guard(
+        lambda: _qe_report_signed(
+            quote.pck_chain_pem, quote.qe_report_raw, quote.qe_report_signature
+        ),
+        {"chain_invalid": "pck_chain_invalid"},
+    )
+    if not signed:
+        raise _Rejected(
+            "qe_report_signature_invalid",
+            "the QE report signature does not verify with the PCK key",
+        )
+    expected = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest()
+    if quote.qe_report.report_data != expected + bytes(32):
+        raise _Rejected(
+            "qe_report_data_mismatch",
+            "QE report data is not SHA-256(attestation key || QE auth data)",
+        )
+    # 5. QE identity
+    qe_status = _match_qe_identity(quote.qe_report, identity)
+    # 6. Quote signature
+    key = _guard(lambda: attestation_public_key(quote.attestation_key), {})
+    if not verify_raw_signature(key, quote.signature, quote.signed):
+        raise _Rejected(
+            "quote_signature_invalid",
+            "the quote signature does not verify with the attestation key",
+        )
+    # 7. TCB levels
+    if pck.fmspc != info.fmspc:
+        raise _Rejected(
+            "collateral_mismatch",
+            f"FMSPC {pck.fmspc.hex()} of the PCK certificate is not TCB Info's {info.fmspc.hex()}",
+        )
+    if pck.pce_id != info.pce_id:
+        raise _Rejected("collateral_mismatch", "PCE ID of the PCK certificate is not TCB Info's")
+    report = quote.report
+    tee_tcb_svn = report.tee_tcb_svn if isinstance(report, TdReport) else None
+    try:
+        status = tcb.match_platform(info, pck.sgx_tcb_components, pck.pce_svn, tee_tcb_svn)
+        status = tcb.converge(status, qe_status)
+        if isinstance(report, TdReport):
+            module = _match_tdx_module(report, info)
+            if module is not None:
+                status = tcb.converge(status, module)
+    except tcb.NoMatchingLevel as exc:
+        raise _Rejected("tcb_not_supported", f"TCB not supported: {exc}") from None
+    return status
+
+
+def _guard(call: Callable[[], T], renames: dict[str, str]) -> T:
+    """Run ``call`` and turn a TrustError into a rejection, renaming its reason if asked."""
+    try:
+        return call()
+    except TrustError as exc:
+        raise _Rejected(renames.get(exc.reason, exc.reason), str(exc)) from None
+
+
+def _in_time(windows: tuple[Window, ...], now: int) -> None:
+    try:
+        check_windows(windows, now)
+    except TrustError as exc:
+        raise _Rejected(f"collateral_{exc.reason}", str(exc)) from None
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _pck_platform(pem: bytes) -> tuple[Chain, PckExtension]:
+    try:
+        chain = verified_chain(pem, "PCK certificate chain")
+    except TrustError as exc:
+        raise _Rejected("pck_chain_invalid", str(exc)) from None
+    if len(chain.certs) != 2:
+        raise _Rejected(
+            "pck_chain_invalid", "the PCK chain must be PCK certificate, PCK CA and root"
+        )
+    try:
+        return chain, pck_extension(chain.leaf)
+    except CollateralError as exc:
+        raise _Rejected("pck_chain_invalid", str(exc)) from None
+
+
+def _signed_collateral(
+    collateral: Collateral, kind: str, root_revoked: frozenset[int], now: int
+) -> tcb.TcbInfo | tcb.QeIdentity:
+    """Verify TCB Info or QE Identity: chain, revocation, signature and validity window."""
+    what = "TCB Info" if kind == "tcb_info" else "QE Identity"
+    text: str = getattr(collateral, kind)
+    try:
+        chain = signed_by_leaf(
+            getattr(collateral, f"{kind}_issuer_chain").encode(),
+            f"{what} issuer chain",
+            getattr(collateral, f"{kind}_signature"),
+            text.encode(),
+        )
+    except TrustError as exc:
+        reason = (
+            f"{kind}_signature_invalid"
+            if exc.reason == "signature_invalid"
+            else "collateral_chain_invalid"
+        )
+        raise _Rejected(reason, str(exc)) from None
+    if chain.root_issued.serial_number in root_revoked:
+        raise _Rejected("revoked", f"the {what} signing certificate is revoked")
+    try:
+        model = _parse_tcb_info(text) if kind == "tcb_info" else _parse_qe_identity(text)
+    except CollateralError as exc:
+        raise _Rejected("malformed_collateral", str(exc)) from None
+    window = Window(what, int(model.issue_date.timestamp()), int(model.next_update.timestamp()))
+    _in_time((window, *chain.windows), now)
+    return model
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _parse_tcb_info(text: str) -> tcb.TcbInfo:
+    return tcb.parse_tcb_info(text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _parse_qe_identity(text: str) -> tcb.QeIdentity:
+    return tcb.parse_qe_identity(text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _qe_report_signed(pck_pem: bytes, qe_report: bytes, signature: bytes) -> bool:
+    """The QE report of a platform is the same in all its quotes: verify it once."""
+    chain, _ = _pck_platform(pck_pem)
+    return verify_raw_signature(ec_public_key(chain.leaf), signature, qe_report)
+
+
+def _check_collateral_kind(quote: Quote, info: tcb.TcbInfo, identity: tcb.QeIdentity) -> None:
+    if quote.is_tdx:
+        ok = info.id == "TDX" and info.version >= 3 and identity.id == "TD_QE"
+    else:
+        ok = info.id == "SGX" and identity.id == "QE"
+    if not ok:
+        tee = "TDX" if quote.is_tdx else "SGX"
+        raise _Rejected(
+            "collateral_mismatch",
+            f"{tee} quote with TCB Info {info.id} v{info.version} and QE Identity {identity.id}",
+        )
+
+
+def _match_qe_identity(report: EnclaveReport, identity: tcb.QeIdentity) -> tcb.TcbStatus:
+    mask = identity.attributes_mask
+    if report.mr_signer != identity.mr_signer:
+        problem = "MRSIGNER"
+    elif report.isv_prod_id != identity.isv_prod_id:
+        problem = "ISVPRODID"
+    elif (
+        report.misc_select & identity.misc_select_mask
+        != identity.misc_select & identity.misc_select_mask
+    ):
+        problem = "MISCSELECT"
+    elif _masked(report.attributes, mask) != _masked(identity.attributes, mask):
+        problem = "ATTRIBUTES"
+    else:
+        return tcb.match_module_level(identity.levels, report.isv_svn, "QE")
+    raise _Rejected("qe_identity_mismatch", f"the QE report's {problem} is not QE Identity's")
+
+
+def _match_tdx_module(report: TdReport, info: tcb.TcbInfo) -> tcb.TcbStatus | None:
+    """Check the TDX module against TCB Info; its own status when module identities apply."""
+    version = report.tee_tcb_svn[1]
+    identity = info.tdx_module
+    if version > 0 and info.tdx_module_identities:
+        wanted = f"TDX_{version:02d}"
+        identity = next((m for m in info.tdx_module_identities if m.id == wanted), None)
+        if identity is None:
+            raise _Rejected(
+                "tdx_module_mismatch", f"TCB Info has no identity for TDX module {wanted}"
+            )
+    if identity is None:
+        return None
+    mask = identity.attributes_mask
+    if report.mr_signer_seam != identity.mr_signer or _masked(
+        report.seam_attributes, mask
+    ) != _masked(identity.attributes, mask):
+        raise _Rejected(
+            "tdx_module_mismatch", "the TDX module's signer or attributes are not TCB Info's"
+        )
+    if not identity.levels:
+        return None
+    return tcb.match_module_level(
+        identity.levels, report.tee_tcb_svn[0], f"TDX module {identity.id}"
+    )
+
+
+def _attribute_problem(
+    quote: Quote, allow_debug: bool, allow_service_td: bool
+) -> tuple[str, str] | None:
+    report = quote.report
+    if report.debug and not allow_debug:
+        return "debug_enabled", "debug mode is enabled"
+    if isinstance(report, TdReport):
+        attributes = report.td_attributes_value
+        if attributes & _TD_RESERVED:
+            return "td_attributes_invalid", "reserved TD attributes are set"
+        if not attributes & _TD_SEPT_VE_DISABLE:
+            return "td_attributes_invalid", "SEPT_VE_DISABLE is not set"
+        if report.mr_servicetd is not None and any(report.mr_servicetd) and not allow_service_td:
+            return "service_td_bound", "the TD is bound to a service TD (MR_SERVICETD is set)"
+    return None
+
+
+def _masked(value: bytes, mask: bytes) -> bytes:
+    return bytes(v & m for v, m in zip(value, mask, strict=False))

@@ -1,0 +1,172 @@
+"""``scm attest``: show, verify and generate DCAP quotes; fetch collateral for offline use."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from scm.attestation import Collateral, Verdict, parse_quote
+from scm.attestation.evidence import generate_quote
+from scm.attestation.pccs import AttestationSettings, PccsClient
+from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
+from scm.attestation.verdict import quote_summary
+from scm.cli.context import CliContext, pass_cli
+from scm.errors import NotFoundError
+from scm.files import write_atomic
+
+FORMATS = click.Choice(["text", "json"])
+
+
+@click.group("attest")
+def attest_group() -> None:
+    """DCAP attestation: SGX and TDX quotes."""
+
+
+@attest_group.command("show")
+@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
+def show_command(quote_file: Path, output_format: str) -> None:
+    """Print the fields of a quote (nothing is verified)."""
+    summary = quote_summary(parse_quote(_read(quote_file)))
+    if output_format == "json":
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            click.echo(f"{key}: {value}")
+
+
+@attest_group.command("verify")
+@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--collateral",
+    "collateral_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Collateral bundle (QuoteCollateralV3 JSON, as `scm attest collateral fetch` writes).",
+)
+@click.option(
+    "--pccs-url", help="Fetch collateral from this PCCS or PCS (cached in the state dir)."
+)
+@click.option("--at", "at", type=int, help="Verify at this time (Unix seconds; default: now).")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Appraisal policy (TOML); default: UpToDate or SWHardeningNeeded, no debug.",
+)
+@click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
+@click.pass_context
+def verify_command(
+    ctx: click.Context,
+    quote_file: Path,
+    collateral_file: Path | None,
+    pccs_url: str | None,
+    at: int | None,
+    policy_file: Path | None,
+    output_format: str,
+) -> None:
+    """Verify a quote and appraise it; exit 0 only when the policy accepts it."""
+    raw = _read(quote_file)
+    if (collateral_file is None) == (pccs_url is None):
+        raise click.UsageError("give either --collateral FILE or --pccs-url URL")
+    policy = Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY
+    now = time.time() if at is None else at
+    if collateral_file is not None:
+        collateral = Collateral.from_json(_read(collateral_file))
+    else:
+        client = _client(ctx.ensure_object(CliContext), pccs_url)
+        collateral = client.collateral_for(parse_quote(raw), now)
+    verdict = appraise(raw, collateral, now, policy)
+    _print_verdict(verdict, output_format)
+    if not verdict.ok:
+        ctx.exit(1)
+
+
+@attest_group.command("quote")
+@click.option("--report-data", required=True, help="64 bytes of REPORTDATA, as hex.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="Find configfs-tsm or /dev/attestation below this directory.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the quote here atomically (default: standard output, binary).",
+)
+def quote_command(report_data: str, root: Path, output: Path | None) -> None:
+    """Generate a quote in this TDX guest or Gramine SGX enclave."""
+    try:
+        data = bytes.fromhex(report_data)
+    except ValueError:
+        raise click.BadParameter("not hex", param_hint="--report-data") from None
+    evidence = generate_quote(data, root)
+    if output is None:
+        sys.stdout.buffer.write(evidence.quote)
+    else:
+        write_atomic(output, evidence.quote)
+
+
+@attest_group.group("collateral")
+def collateral_group() -> None:
+    """Collateral for offline verification."""
+
+
+@collateral_group.command("fetch")
+@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--pccs-url", help="PCCS or PCS base URL (default: [attestation] pccs_url).")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Write the bundle (QuoteCollateralV3 JSON) here, atomically.",
+)
+@pass_cli
+def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, output: Path) -> None:
+    """Fetch the collateral for the platform that produced QUOTE_FILE into an offline bundle."""
+    quote = parse_quote(_read(quote_file))
+    collateral = _client(obj, pccs_url, cached=False).collateral_for(quote)
+    if not output.parent.is_dir():
+        raise NotFoundError(f"directory {output.parent} does not exist")
+    write_atomic(output, collateral.to_json())
+    click.echo(f"wrote {output}")
+
+
+def _client(obj: CliContext, pccs_url: str | None, cached: bool = True) -> PccsClient:
+    settings = obj.settings.section("attestation", AttestationSettings)
+    cache = obj.settings.state_dir / "attestation" / "collateral" if cached else None
+    return PccsClient(
+        pccs_url or settings.pccs_url,
+        cache_dir=cache,
+        timeout=settings.pccs_timeout_seconds,
+        verify_tls=settings.pccs_verify_tls,
+    )
+
+
+def _print_verdict(verdict: Verdict, output_format: str) -> None:
+    if output_format == "json":
+        click.echo(json.dumps(verdict.to_dict(), indent=2))
+        return
+    advisories = ", ".join(verdict.advisory_ids) or "none"
+    if verdict.ok:
+        click.echo(f"accepted: {verdict.status} (advisories: {advisories})")
+    else:
+        detail = f" [{verdict.rule}]" if verdict.rule else ""
+        status = (
+            f" (TCB status {verdict.status}, advisories: {advisories})" if verdict.status else ""
+        )
+        click.echo(f"rejected: {verdict.reason}{detail}: {verdict.message}{status}")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {path}: {exc.strerror}") from None

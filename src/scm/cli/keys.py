@@ -1,0 +1,121 @@
+"""``scm keys``: key pairs in the configured PKCS#11 token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from scm.cli.context import CliContext, pass_cli
+from scm.errors import NotFoundError
+from scm.keys import KeyType, Pkcs11Keystore, open_keystore
+
+KEY_TYPES = [t.value for t in KeyType]
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """The bytes of a file the user named, or a one-line error."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} file {path} does not exist") from None
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {what} file {path}: {exc.strerror}") from None
+
+
+@contextmanager
+def keystore(cli: CliContext) -> Iterator[Pkcs11Keystore]:
+    store = open_keystore(cli.settings)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """Key pairs kept inside the PKCS#11 token (PIN from SCM_PKCS11_PIN or keys.pin_file)."""
+
+
+@keys_group.command("generate")
+@click.argument("label")
+@click.option(
+    "--type", "key_type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True
+)
+@pass_cli
+def generate_command(cli: CliContext, label: str, key_type: str) -> None:
+    """Create a sensitive, non-extractable key pair named LABEL in the token."""
+    with keystore(cli) as store:
+        info = store.generate(label, KeyType(key_type))
+    click.echo(f"{info.label}: {info.key_type.value} key {info.key_id} in {info.location}")
+
+
+@keys_group.command("list")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@pass_cli
+def list_command(cli: CliContext, output_format: str) -> None:
+    """Keys in the token, with their protection attributes as the token reports them."""
+    with keystore(cli) as store:
+        infos = store.list()
+    if output_format == "json":
+        click.echo(json.dumps([info.as_dict() for info in infos], indent=2))
+        return
+    for info in infos:
+        flags = [
+            "sensitive" if info.sensitive else "NOT sensitive",
+            "extractable" if info.extractable else "non-extractable",
+        ]
+        if info.never_extractable:
+            flags.append("never extractable")
+        if info.has_certificate:
+            flags.append("certificate")
+        click.echo(f"{info.label}\t{info.key_type.value}\t{', '.join(flags)}")
+
+
+@keys_group.command("import")
+@click.argument("label")
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1).",
+)
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="PEM certificate chain for the key, leaf first.",
+)
+@pass_cli
+def import_command(cli: CliContext, label: str, key_file: Path, cert_file: Path | None) -> None:
+    """Move an existing private key into the token as sensitive and non-extractable.
+
+    scm never writes the key anywhere; delete KEY.pem yourself once the import succeeded.
+    """
+    key_pem = read_input(key_file, "key")
+    cert_pem = read_input(cert_file, "certificate") if cert_file else None
+    with keystore(cli) as store:
+        info = store.import_key(label, key_pem, cert_pem)
+    click.echo(
+        f"{info.label}: imported {info.key_type.value} key {info.key_id} into {info.location}"
+    )
+
+
+@keys_group.command("delete")
+@click.argument("label")
+@pass_cli
+def delete_command(cli: CliContext, label: str) -> None:
+    """Destroy the key LABEL, its public key and its certificate in the token."""
+    with keystore(cli) as store:
+        store.delete(label)
+    click.echo(f"{label}: deleted")

@@ -1,0 +1,124 @@
+"""``scm kube``: the Kubernetes device plugin, node agent and admission webhook."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from scm.cli.context import CliContext, pass_cli
+from scm.errors import ConfigError, NotFoundError
+from scm.kube.agent import NodeAgent, Publisher
+from scm.kube.features import FeaturesFile
+from scm.kube.manager import DevicePluginManager
+from scm.kube.node_status import node_status_publisher
+from scm.kube.service import run_until_signalled
+from scm.kube.settings import KubeSettings
+from scm.kube.webhook.server import make_app, serve, tls_context
+
+EPC_REGISTRATIONS = ("nfd", "node-status")
+
+root_option = click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    show_default=True,
+    help="Read the host's /proc, /sys and /dev below this directory.",
+)
+kubelet_dir_option = click.option(
+    "--kubelet-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The kubelet's device-plugin directory (default: [kube] kubelet_dir).",
+)
+
+
+@click.group("kube")
+def kube_group() -> None:
+    """Kubernetes: device plugin, node agent, admission webhook."""
+
+
+@kube_group.command("device-plugin")
+@root_option
+@kubelet_dir_option
+@pass_cli
+def device_plugin_command(cli: CliContext, root: Path, kubelet_dir: Path | None) -> None:
+    """Serve sgx.intel.com/enclave, sgx.intel.com/provision and tdx.intel.com/keys."""
+    settings = cli.settings.section("kube", KubeSettings)
+    _require_root(root)
+    manager = DevicePluginManager(root, kubelet_dir or settings.kubelet_dir, settings.sgx_shares)
+
+    async def serve(stop: asyncio.Event) -> None:
+        await manager.run(stop, settings.poll_interval)
+
+    run_until_signalled(serve)
+
+
+@kube_group.command("node-agent")
+@root_option
+@kubelet_dir_option
+@click.option(
+    "--epc-registration",
+    type=click.Choice(EPC_REGISTRATIONS),
+    help="nfd: keep the NFD features file; node-status: patch the Node (default: [kube]).",
+)
+@click.option(
+    "--features-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The NFD features.d file to keep current (default: [kube] features_file).",
+)
+@click.option("--node-name", help="This node's name (default: [kube] node_name).")
+@pass_cli
+def node_agent_command(
+    cli: CliContext,
+    root: Path,
+    kubelet_dir: Path | None,
+    epc_registration: str | None,
+    features_file: Path | None,
+    node_name: str | None,
+) -> None:
+    """Run the device plugin and keep the node's EPC and TEE features registered."""
+    settings = cli.settings.section("kube", KubeSettings)
+    _require_root(root)
+    manager = DevicePluginManager(root, kubelet_dir or settings.kubelet_dir, settings.sgx_shares)
+    mode = epc_registration or settings.epc_registration
+    if mode not in EPC_REGISTRATIONS:
+        raise ConfigError(f"kube.epc_registration must be one of {', '.join(EPC_REGISTRATIONS)}")
+    publisher: Publisher
+    if mode == "nfd":
+        publisher = FeaturesFile(features_file or settings.features_file)
+    else:
+        publisher = node_status_publisher(node_name or settings.node_name)
+    agent = NodeAgent(manager, publisher)
+
+    async def run(stop: asyncio.Event) -> None:
+        await agent.run(stop, settings.poll_interval)
+
+    run_until_signalled(run)
+
+
+@kube_group.command("webhook")
+@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--host", help="Address to listen on (default: [kube] webhook_host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Default: [kube] webhook_port.")
+@pass_cli
+def webhook_command(
+    cli: CliContext, tls_cert: Path, tls_key: Path, host: str | None, port: int | None
+) -> None:
+    """Serve the SGX mutating admission webhook over HTTPS at /mutate."""
+    settings = cli.settings.section("kube", KubeSettings)
+    context = tls_context(tls_cert, tls_key)
+    app = make_app()
+
+    async def run(stop: asyncio.Event) -> None:
+        await serve(
+            app, host or settings.webhook_host, port or settings.webhook_port, context, stop
+        )
+
+    run_until_signalled(run)
+
+
+def _require_root(root: Path) -> None:
+    if not root.is_dir():
+        raise NotFoundError(f"host root {root} is not a directory")

@@ -1,0 +1,67 @@
+"""Kubernetes resource quantities (``"64Mi"``, ``"1e6"``, ``"500m"``) as exact numbers."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from scm.errors import InputError
+
+# The largest value a Kubernetes quantity holds exactly (an int64).
+MAX_QUANTITY = 2**63 - 1
+
+_BINARY = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+_SUFFIXES: dict[str, Fraction] = {
+    "": Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 10**3),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    **{suffix: Fraction(size) for suffix, size in _BINARY},
+}
+_QUANTITY = re.compile(
+    r"(?P<sign>[+-]?)(?P<number>\d+(?:\.\d*)?|\.\d+)"
+    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE](?P<exponent>[+-]?\d{1,3}))?"
+)
+
+
+def parse_quantity(value: object) -> Fraction:
+    """The exact value of a quantity string (or a JSON number); InputError if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InputError(f"{value!r} is not a quantity")
+    if isinstance(value, int):
+        return Fraction(value)
+    match = _QUANTITY.fullmatch(value.strip())
+    if match is None:
+        raise InputError(f"{value!r} is not a quantity (examples: 64Mi, 512Ki, 1G)")
+    number = Fraction(match["number"])
+    if match["exponent"] is not None:
+        number *= Fraction(10) ** int(match["exponent"])
+    else:
+        number *= _SUFFIXES[match["suffix"] or ""]
+    return -number if match["sign"] == "-" else number
+
+
+def whole_quantity(value: object) -> int:
+    """A quantity that must be a whole, non-negative number that fits Kubernetes' int64."""
+    exact = parse_quantity(value)
+    if exact.denominator != 1:
+        raise InputError(f"{value!r} is not a whole number of bytes")
+    if exact < 0:
+        raise InputError(f"{value!r} is negative")
+    if exact > MAX_QUANTITY:
+        raise InputError(f"{value!r} is larger than any quantity Kubernetes can hold")
+    return int(exact)
+
+
+def format_bytes(count: int) -> str:
+    """A byte count as Kubernetes prints it: the largest exact binary suffix, else plain."""
+    for suffix, size in _BINARY:
+        if count and count % size == 0:
+            return f"{count // size}{suffix}"
+    return str(count)

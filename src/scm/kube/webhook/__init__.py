@@ -1,0 +1,1 @@
+"""The SGX mutating admission webhook: pod mutation, AdmissionReview handling, HTTPS server."""

@@ -1,0 +1,67 @@
+"""The one interface every certificate authority offers, and what it returns."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from scm.pki.errors import CAUnavailableError, CertificateRequestError
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    """A certificate and the chain that vouches for it, leaf first."""
+
+    chain: list[x509.Certificate]
+
+    @property
+    def leaf(self) -> x509.Certificate:
+        return self.chain[0]
+
+    @property
+    def not_after(self) -> datetime.datetime:
+        return self.chain[0].not_valid_after_utc
+
+    def chain_pem(self) -> bytes:
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
+
+
+@runtime_checkable
+class CertificateAuthority(Protocol):
+    """Something that signs CSRs: the local CA, the Kubernetes CSR API, Istio's CA."""
+
+    async def sign(
+        self, csr: x509.CertificateSigningRequest, ttl: datetime.timedelta
+    ) -> IssuedCertificate:
+        """Issue a certificate for ``csr`` valid for at most ``ttl``."""
+        ...
+
+    def trust_bundle(self) -> list[x509.Certificate]:
+        """The root certificates that verify what this CA issues."""
+        ...
+
+
+def csr_to_pem(csr: x509.CertificateSigningRequest) -> bytes:
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def load_csr(pem: bytes) -> x509.CertificateSigningRequest:
+    """Parse a PEM CSR; a one-line error when it is not one."""
+    try:
+        return x509.load_pem_x509_csr(pem)
+    except ValueError:
+        raise CertificateRequestError("the CSR is not a valid PEM certificate request") from None
+
+
+def parse_chain(pem: str | bytes, source: str) -> list[x509.Certificate]:
+    """PEM certificates a remote CA (``source``) returned, leaf first."""
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        chain = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise CAUnavailableError(f"{source} returned no valid PEM certificate") from None
+    return chain

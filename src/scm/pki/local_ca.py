@@ -1,0 +1,242 @@
+"""A certificate authority on this machine whose signing key lives in the keystore.
+
+State under ``<state dir>/ca``: ``ca.json`` (trust domain, key label) and ``ca.pem``
+(the CA certificate, followed by its parent chain when it is an intermediate). The key
+is only a label in the keystore: the token signs, the key never leaves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from scm.errors import InputError
+from scm.files import write_atomic
+from scm.keys import Keystore, KeyType, Signer
+from scm.pki.authority import IssuedCertificate
+from scm.pki.errors import CAExistsError, CANotFoundError
+from scm.pki.identity import signature_hash
+from scm.pki.policy import SanPolicy
+
+CA_VALIDITY = datetime.timedelta(days=3650)
+# Leaves are backdated a little so that peers with slightly slow clocks accept them.
+CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class CASettings:
+    """The ``[ca]`` settings table (``SCM_CA_*``)."""
+
+    trust_domain: str = "cluster.local"
+    key_type: str = "ec-p256"
+    key_label: str = "scm-ca"
+    max_ttl: str = "720h"
+    dns_suffixes: tuple[str, ...] = ()
+
+
+def _key_usage(*, signer: bool, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=signer,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+class LocalCA:
+    """Issues leaf certificates for CSRs the SAN policy allows, signed in the keystore."""
+
+    def __init__(
+        self,
+        keystore: Keystore,
+        key_label: str,
+        chain: list[x509.Certificate],
+        policy: SanPolicy,
+        max_ttl: datetime.timedelta,
+    ) -> None:
+        self._keystore = keystore
+        self._signer = keystore.signer(key_label)
+        self.key_label = key_label
+        self.chain = chain
+        self.policy = policy
+        self.max_ttl = max_ttl
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.chain[0]
+
+    @staticmethod
+    def directory(state_dir: Path) -> Path:
+        return state_dir / "ca"
+
+    @classmethod
+    def init(
+        cls,
+        state_dir: Path,
+        keystore: Keystore,
+        trust_domain: str,
+        key_type: KeyType = KeyType.EC_P256,
+        key_label: str = "scm-ca",
+        parent: tuple[list[x509.Certificate], Signer] | None = None,
+        max_ttl: datetime.timedelta = datetime.timedelta(days=30),
+    ) -> LocalCA:
+        """Create the CA: a root, or an intermediate signed by ``parent`` (chain, key).
+
+        The parent's key is used once, in memory, and never stored.
+        """
+        directory = cls.directory(state_dir)
+        if (directory / "ca.json").exists():
+            raise CAExistsError(f"a CA exists already in {directory}")
+        if parent is not None:
+            _check_parent(*parent)
+        keystore.generate(key_label, key_type)
+        try:
+            signer = keystore.signer(key_label)
+            certificate = _ca_certificate(trust_domain, signer, parent)
+            chain = [certificate] + (parent[0] if parent else [])
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+            keystore.store_certificate(key_label, pem)
+            write_atomic(directory / "ca.pem", pem)
+            meta = {"trust_domain": trust_domain, "key_label": key_label}
+            # Written last: its presence marks the CA as complete.
+            write_atomic(directory / "ca.json", json.dumps(meta, indent=2) + "\n")
+        except BaseException:
+            (directory / "ca.pem").unlink(missing_ok=True)
+            keystore.delete(key_label)
+            raise
+        return cls(keystore, key_label, chain, SanPolicy(trust_domain), max_ttl)
+
+    @classmethod
+    def load(
+        cls,
+        state_dir: Path,
+        keystore: Keystore,
+        dns_suffixes: tuple[str, ...] = (),
+        max_ttl: datetime.timedelta = datetime.timedelta(days=30),
+    ) -> LocalCA:
+        """The CA ``init`` created under ``state_dir``."""
+        directory = cls.directory(state_dir)
+        try:
+            meta = json.loads((directory / "ca.json").read_text())
+            chain = x509.load_pem_x509_certificates((directory / "ca.pem").read_bytes())
+        except FileNotFoundError:
+            raise CANotFoundError(f"no CA in {directory}: run `scm ca init` first") from None
+        policy = SanPolicy(meta["trust_domain"], dns_suffixes)
+        return cls(keystore, meta["key_label"], chain, policy, max_ttl)
+
+    def issue(
+        self, csr: x509.CertificateSigningRequest, ttl: datetime.timedelta
+    ) -> IssuedCertificate:
+        """Check ``csr`` against the policy and sign a leaf valid for ``ttl`` (capped)."""
+        sans = self.policy.check(csr)
+        if ttl <= datetime.timedelta(0):
+            raise InputError("the certificate lifetime must be positive")
+        now = datetime.datetime.now(datetime.UTC)
+        not_after = min(now + min(ttl, self.max_ttl), self.certificate.not_valid_after_utc)
+        public_key = csr.public_key()
+        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise InputError("the CSR's key must be EC or RSA")
+        ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(public_key)
+            .serial_number(_serial())
+            .not_valid_before(now - CLOCK_SKEW)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(signer=True, ca=False), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.SubjectAlternativeName(sans), critical=len(csr.subject) == 0)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski.value),
+                critical=False,
+            )
+        )
+        leaf = builder.sign(self._signer, signature_hash(self._signer))
+        return IssuedCertificate([leaf, *self.chain])
+
+    async def sign(
+        self, csr: x509.CertificateSigningRequest, ttl: datetime.timedelta
+    ) -> IssuedCertificate:
+        return await asyncio.to_thread(self.issue, csr, ttl)
+
+    def trust_bundle(self) -> list[x509.Certificate]:
+        return [self.chain[-1]]
+
+
+def _serial() -> int:
+    # 159 random bits: positive and within the 20 octets RFC 5280 allows.
+    return secrets.randbits(159) | 1
+
+
+def _check_parent(chain: list[x509.Certificate], key: Signer) -> None:
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if chain[0].public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        raise InputError("the parent certificate does not match the parent key")
+    try:
+        constraints = chain[0].extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise InputError("the parent certificate is not a CA certificate")
+
+
+def _ca_certificate(
+    trust_domain: str, signer: Signer, parent: tuple[list[x509.Certificate], Signer] | None
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    kind = "intermediate" if parent else "root"
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"scm {kind} CA for {trust_domain}"),
+        ]
+    )
+    issuer_name, issuer_key = subject, signer
+    not_after = now + CA_VALIDITY
+    if parent is not None:
+        issuer_name, issuer_key = parent[0][0].subject, parent[1]
+        not_after = min(not_after, parent[0][0].not_valid_after_utc)
+    public_key = signer.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(public_key)
+        .serial_number(_serial())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(signer=False, ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+    if parent is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(parent[1].public_key()),
+            critical=False,
+        )
+    return builder.sign(issuer_key, signature_hash(issuer_key))

@@ -1,0 +1,117 @@
+"""An API-server emulator on loopback: the Node endpoints the node agent patches.
+
+It answers like kube-apiserver does for ``PATCH /api/v1/nodes/{name}`` and its ``/status``
+subresource with a JSON merge patch (RFC 7386): it applies the patch to the stored Node and
+returns the whole object. Every request is recorded so tests can assert what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from lightkube import AsyncClient, KubeConfig
+
+MERGE_PATCH = "application/merge-patch+json"
+TOKEN = "node-agent-service-account-token"
+
+
+def client_for(url: str) -> AsyncClient:
+    """A lightkube client configured as a service account token user of the emulator."""
+    config = KubeConfig.from_dict(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+            "users": [{"name": "scm-node-agent", "user": {"token": TOKEN}}],
+            "contexts": [
+                {"name": "emulator", "context": {"cluster": "emulator", "user": "scm-node-agent"}}
+            ],
+            "current-context": "emulator",
+        }
+    )
+    return AsyncClient(config=config)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    content_type: str
+    body: Any
+
+
+def merge(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, null deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge(result.get(key), value)
+    return result
+
+
+class ApiServerEmulator:
+    def __init__(self, *node_names: str) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {
+            name: {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+                "status": {"capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"}},
+            }
+            for name in node_names
+        }
+        self.requests: list[Recorded] = []
+        self.fail_with: int | None = None
+        self.app = web.Application()
+        self.app.router.add_patch("/api/v1/nodes/{name}", self._patch)
+        self.app.router.add_patch("/api/v1/nodes/{name}/status", self._patch)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        self.requests.append(Recorded("PATCH", request.path, request.content_type, body))
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return _status(401, "Unauthorized", "Unauthorized")
+        if self.fail_with is not None:
+            return _status(self.fail_with, "InternalError", "etcdserver: request timed out")
+        name = request.match_info["name"]
+        if name not in self.nodes:
+            return _status(404, "NotFound", f'nodes "{name}" not found')
+        if request.content_type != MERGE_PATCH:
+            return _status(415, "UnsupportedMediaType", request.content_type)
+        node = self.nodes[name]
+        if request.path.endswith("/status"):
+            # The status subresource ignores everything but status, like the real one.
+            node["status"] = merge(node["status"], body.get("status", {}))
+        else:
+            node["metadata"] = merge(node["metadata"], body.get("metadata", {}))
+        return web.json_response(node)
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    document = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    return web.json_response(document, status=code)

@@ -1,0 +1,223 @@
+"""The admission webhook over real TLS on loopback, fed reviews as kube-apiserver sends them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonpatch
+import kubernetes_validate
+import pytest
+
+from scm.kube.webhook.server import make_app, start, tls_context
+from tests.tls import make_tls
+
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "admission"
+K8S_VERSIONS = ("1.28", "1.32", "1.37")
+ENCLAVE, PROVISION = "sgx.intel.com/enclave", "sgx.intel.com/provision"
+
+Client = Callable[[str, bytes], Awaitable[tuple[int, Any]]]
+
+
+def load(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return document
+
+
+def with_webhook(tmp_path: Path, scenario: Callable[[Client], Awaitable[None]]) -> None:
+    """Run ``scenario`` with a client that POSTs or GETs the webhook over verified TLS."""
+    tls = make_tls(tmp_path)
+
+    async def main() -> None:
+        runner = await start(make_app(), "127.0.0.1", 0, tls_context(tls.cert, tls.key))
+        port = runner.addresses[0][1]
+        client_tls = ssl.create_default_context(cafile=tls.ca)
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def call(path: str, body: bytes) -> tuple[int, Any]:
+                    url = f"https://127.0.0.1:{port}{path}"
+                    method = "POST" if path == "/mutate" else "GET"
+                    async with session.request(method, url, data=body, ssl=client_tls) as resp:
+                        if resp.content_type == "application/json":
+                            return resp.status, await resp.json()
+                        return resp.status, await resp.text()
+
+                await scenario(call)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def post_reviews(tmp_path: Path, *documents: dict[str, Any] | bytes) -> list[tuple[int, Any]]:
+    answers: list[tuple[int, Any]] = []
+
+    async def scenario(call: Client) -> None:
+        for document in documents:
+            body = document if isinstance(document, bytes) else json.dumps(document).encode()
+            answers.append(await call("/mutate", body))
+
+    with_webhook(tmp_path, scenario)
+    return answers
+
+
+def patched_pod(review: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    response = answer["response"]
+    assert response["uid"] == review["request"]["uid"]
+    assert response["allowed"] is True and response["patchType"] == "JSONPatch"
+    patch = json.loads(base64.b64decode(response["patch"]))
+    pod: dict[str, Any] = jsonpatch.apply_patch(review["request"]["object"], patch)
+    return pod
+
+
+def validate_pod(pod: dict[str, Any]) -> None:
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(pod, version, strict=True)
+
+
+def containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in pod["spec"]["containers"]}
+
+
+def test_host_aesmd_pod_gets_enclave_socket_mount_and_epc_annotation(tmp_path: Path) -> None:
+    review = load("pod-aesmd-host.json")
+    ((status, answer),) = post_reviews(tmp_path, review)
+    assert status == 200
+    pod = patched_pod(review, answer)
+    validate_pod(pod)
+    app = containers(pod)["app"]
+    assert app["resources"]["limits"][ENCLAVE] == "1"
+    assert PROVISION not in app["resources"]["limits"]
+    assert {"name": "aesmd-socket", "mountPath": "/var/run/aesmd"} in app["volumeMounts"]
+    assert {"name": "SGX_AESM_ADDR", "value": "1"} in app["env"]
+    assert {
+        "name": "aesmd-socket",
+        "hostPath": {"path": "/var/run/aesmd", "type": "DirectoryOrCreate"},
+    } in pod["spec"]["volumes"]
+    assert pod["metadata"]["annotations"]["sgx.intel.com/epc"] == "64Mi"
+
+
+def test_aesmd_sidecar_shares_an_in_memory_socket_and_gets_provision(tmp_path: Path) -> None:
+    review = load("pod-aesmd-sidecar.json")
+    ((_, answer),) = post_reviews(tmp_path, review)
+    pod = patched_pod(review, answer)
+    validate_pod(pod)
+    app, aesmd = containers(pod)["app"], containers(pod)["aesmd"]
+    assert {"name": "aesmd-socket", "emptyDir": {"medium": "Memory"}} in pod["spec"]["volumes"]
+    assert aesmd["resources"]["limits"][PROVISION] == "1"
+    assert PROVISION not in app["resources"]["limits"]
+    assert all(c["resources"]["limits"][ENCLAVE] == "1" for c in (app, aesmd))
+    assert all(any(m["name"] == "aesmd-socket" for m in c["volumeMounts"]) for c in (app, aesmd))
+    assert [e["name"] for e in app["env"]] == ["SGX_AESM_ADDR"]
+    assert "env" not in aesmd
+    assert pod["metadata"]["annotations"]["sgx.intel.com/epc"] == "48Mi"
+
+
+def test_in_process_quote_provider_gets_provision_and_others_are_untouched(
+    tmp_path: Path,
+) -> None:
+    review = load("pod-dcap-in-process.json")
+    ((_, answer),) = post_reviews(tmp_path, review)
+    pod = patched_pod(review, answer)
+    validate_pod(pod)
+    quoter, web = containers(pod)["quoter"], containers(pod)["web"]
+    assert quoter["resources"]["limits"][PROVISION] == "1"
+    assert quoter["resources"]["requests"][ENCLAVE] == "1"
+    assert web == containers(review["request"]["object"])["web"]
+    assert not any(v["name"] == "aesmd-socket" for v in pod["spec"]["volumes"])
+    assert pod["metadata"]["annotations"]["sgx.intel.com/epc"] == "512Ki"
+
+
+def test_mutation_is_idempotent_and_plain_pods_are_allowed_unchanged(tmp_path: Path) -> None:
+    first = load("pod-aesmd-sidecar.json")
+    ((_, answer),) = post_reviews(tmp_path, first)
+    again = copy.deepcopy(first)
+    again["request"]["object"] = patched_pod(first, answer)
+    answers = post_reviews(tmp_path, again, load("pod-no-sgx.json"))
+    for status, document in answers:
+        assert status == 200
+        assert document["response"]["allowed"] is True
+        assert "patch" not in document["response"]
+
+
+def with_container_resources(resources: dict[str, Any]) -> dict[str, Any]:
+    review = load("pod-aesmd-host.json")
+    review["request"]["object"]["spec"]["containers"][0]["resources"] = resources
+    return review
+
+
+@pytest.mark.parametrize(
+    ("review", "says"),
+    [
+        (
+            with_container_resources(
+                {"limits": {"sgx.intel.com/epc": "64Mi"}, "requests": {"sgx.intel.com/epc": "32Mi"}}
+            ),
+            "requests (32Mi) must equal its limits (64Mi): set both to the same value",
+        ),
+        (
+            with_container_resources({"limits": {"sgx.intel.com/epc": "0.5"}}),
+            "is not a whole number of bytes: give it in whole bytes, e.g. 64Mi",
+        ),
+        (
+            with_container_resources({"limits": {"sgx.intel.com/epc": "1e100"}}),
+            "larger than any quantity Kubernetes can hold",
+        ),
+        (load("deployment.json"), "mutates Pods only, not apps/v1 Deployment"),
+    ],
+)
+def test_invalid_pods_are_denied_with_how_to_fix(
+    tmp_path: Path, review: dict[str, Any], says: str
+) -> None:
+    ((status, answer),) = post_reviews(tmp_path, review)
+    assert status == 200
+    response = answer["response"]
+    assert response["uid"] == review["request"]["uid"]
+    assert response["allowed"] is False and "patch" not in response
+    assert says in response["status"]["message"]
+
+
+def test_quote_provider_naming_a_missing_container_is_denied(tmp_path: Path) -> None:
+    review = load("pod-dcap-in-process.json")
+    review["request"]["object"]["metadata"]["annotations"]["sgx.intel.com/quote-provider"] = "qe"
+    ((_, answer),) = post_reviews(tmp_path, review)
+    assert answer["response"]["allowed"] is False
+    assert "containers: quoter, web" in answer["response"]["status"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}',
+        b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
+    ],
+)
+def test_malformed_reviews_get_400(tmp_path: Path, body: bytes) -> None:
+    ((status, text),) = post_reviews(tmp_path, body)
+    assert status == 400
+    assert text.strip()
+
+
+def test_health_and_metrics_count_outcomes(tmp_path: Path) -> None:
+    async def scenario(call: Client) -> None:
+        assert await call("/healthz", b"") == (200, "ok\n")
+        await call("/mutate", json.dumps(load("pod-aesmd-host.json")).encode())
+        await call("/mutate", json.dumps(load("deployment.json")).encode())
+        await call("/mutate", b"{")
+        status, text = await call("/metrics", b"")
+        assert status == 200
+        for outcome in ("patched", "denied", "rejected"):
+            assert f'scm_webhook_reviews_total{{outcome="{outcome}"}} 1.0' in text
+        assert "scm_webhook_review_seconds_count 2.0" in text
+
+    with_webhook(tmp_path, scenario)

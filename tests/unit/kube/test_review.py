@@ -1,0 +1,70 @@
+"""Whatever arrives at /mutate, the answer is a review response or a 400, never a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scm.kube.webhook.review import BadReview, review
+
+REVIEW = json.loads(
+    (Path(__file__).parents[2] / "fixtures" / "admission" / "pod-aesmd-sidecar.json").read_text()
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+# Paths into the sidecar pod where a wrong type or value could trip the mutation.
+PATHS = [
+    ("metadata",),
+    ("metadata", "annotations"),
+    ("metadata", "annotations", "sgx.intel.com/quote-provider"),
+    ("spec",),
+    ("spec", "containers"),
+    ("spec", "containers", 0),
+    ("spec", "containers", 0, "name"),
+    ("spec", "containers", 0, "resources"),
+    ("spec", "containers", 0, "resources", "limits"),
+    ("spec", "containers", 0, "resources", "limits", "sgx.intel.com/epc"),
+    ("spec", "containers", 0, "resources", "requests", "sgx.intel.com/epc"),
+    ("spec", "containers", 0, "env"),
+    ("spec", "containers", 1, "volumeMounts"),
+    ("spec", "volumes"),
+    ("spec", "volumes", 0),
+]
+
+
+def replaced(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(json.dumps(REVIEW))
+    target: Any = document["request"]["object"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return document
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(PATHS), JSON)
+def test_any_value_anywhere_in_the_pod_is_answered(path: tuple[str | int, ...], value: Any) -> None:
+    result = review(json.dumps(replaced(path, value)).encode())
+    response = result.document["response"]
+    assert response["uid"] == REVIEW["request"]["uid"]
+    assert result.outcome in ("patched", "unchanged", "denied")
+    assert response["allowed"] == (result.outcome != "denied")
+
+
+@settings(max_examples=200, deadline=None)
+@given(JSON)
+def test_any_json_body_is_answered_or_rejected(value: Any) -> None:
+    try:
+        result = review(json.dumps(value).encode())
+    except BadReview:
+        return
+    assert result.outcome in ("patched", "unchanged", "denied")
