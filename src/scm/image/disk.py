@@ -40,7 +40,7 @@ def plan_layout(
 ) -> DiskLayout:
     """ESP at 1 MiB, root after it up to 1 MiB before the end (room for the backup GPT)."""
     if esp_size < MIN_ESP:
-        raise ImageSpecError(f"the EFI system partition needs at least {MIN_ESP // MIB} MiB (FAT32)")
+        raise ImageSpecError(f"the EFI system partition needs {MIN_ESP // MIB} MiB or more (FAT32)")
     root_offset = MIB + esp_size
     root_size = (size_bytes - root_offset - MIB) // MIB * MIB
     if root_size <= 0:

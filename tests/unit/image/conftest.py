@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.server
 import shutil
 import threading
@@ -16,10 +17,14 @@ from scm.image.disk import MIB
 
 HOST_STUB = Path("/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 GOOD_KERNEL = "6.12.95+deb12-amd64"
-TDX_CONFIG = "CONFIG_INTEL_TDX_GUEST=y\nCONFIG_TDX_GUEST_DRIVER=m\nCONFIG_TSM_REPORTS=m\nCONFIG_X86_SGX=y\n"
+TDX_CONFIG = (
+    "CONFIG_INTEL_TDX_GUEST=y\nCONFIG_TDX_GUEST_DRIVER=m\nCONFIG_TSM_REPORTS=m\nCONFIG_X86_SGX=y\n"
+)
 
 
-def make_tree(root: Path, kernel: str = GOOD_KERNEL, config: str = TDX_CONFIG, module: bool = True) -> Path:
+def make_tree(
+    root: Path, kernel: str = GOOD_KERNEL, config: str = TDX_CONFIG, module: bool = True
+) -> Path:
     """A tiny root tree with what the checker looks at: kernel config, modules, cloud-init."""
     (root / "boot").mkdir(parents=True)
     (root / "boot" / f"config-{kernel}").write_text(config)
@@ -64,14 +69,18 @@ def make_disk(tmp_path: Path) -> Callable[..., Path]:
     return build
 
 
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 @pytest.fixture
 def archive(tmp_path: Path):
     """A loopback HTTP server that looks like a Debian archive but holds no packages."""
     (tmp_path / "mirror/dists/bookworm").mkdir(parents=True)
     (tmp_path / "mirror/dists/bookworm/Release").write_text("Suite: bookworm\n")
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "mirror"))  # noqa: E731
+    handler = functools.partial(_QuietFiles, directory=str(tmp_path / "mirror"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"

@@ -17,7 +17,9 @@ def test_deb822_and_one_line_sources(tmp_path):
     )
     assert host_debian_mirror((d,)) == "http://mirror.example.invalid/debian"
     legacy = tmp_path / "sources.list"
-    legacy.write_text("# comment\ndeb [arch=amd64] http://old.example.invalid/debian bookworm main\n")
+    legacy.write_text(
+        "# comment\ndeb [arch=amd64] http://old.example.invalid/debian bookworm main\n"
+    )
     assert host_debian_mirror((tmp_path / "absent", legacy)) == "http://old.example.invalid/debian"
     assert host_debian_mirror((tmp_path / "absent",)) is None
 

@@ -53,7 +53,9 @@ def test_ssh_key_problems(tmp_path):
     with pytest.raises(ImageSpecError, match="does not exist"):
         make_spec("tdx", "bookworm", "4G", out, "ops", tmp_path / "missing.pub")
     private = tmp_path / "id"
-    private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n-----END OPENSSH PRIVATE KEY-----\n")
+    private.write_text(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
     with pytest.raises(ImageSpecError, match="private key"):
         make_spec("tdx", "bookworm", "4G", out, "ops", private)
     with pytest.raises(ImageSpecError, match="go together"):
