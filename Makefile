@@ -12,7 +12,7 @@ APT_PACKAGES := $(shell grep -v '^\#' apt-packages.txt 2>/dev/null)
 # .proto files the project wrote; their Python modules are generated at install into src/.
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null)
 
-.PHONY: install apt venv test lint typecheck unit run bench constraints clean
+.PHONY: install apt venv test test-images lint typecheck unit run bench constraints clean
 
 install: apt $(STAMP)
 
@@ -57,6 +57,10 @@ unit: install
 	SCM_NOVA_SUITE=1 $(BIN)/pytest -q tests/integration/openstack/nova_functional
 
 test: lint typecheck unit
+
+# Builds TDX and SGX guest images and boots one under QEMU (several minutes; CI runs it too).
+test-images: install
+	$(BIN)/pytest -q -m image tests/integration/image
 
 run: install
 	$(BIN)/scm inspect

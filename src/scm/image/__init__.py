@@ -1,0 +1,1 @@
+"""Confidential guest images: build Debian TDX/SGX guests from scratch, and check images."""
