@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -10,8 +11,11 @@ from scm.cli.context import CliContext, pass_cli
 from scm.errors import ConfigError
 from scm.image.build import ImageSettings, build_image
 from scm.image.check import check_image
+from scm.image.errors import ImageSpecError
+from scm.image.properties import DEFAULT_SGX_EPC_MB, guest_properties
 from scm.image.sources import host_debian_mirror, validate_mirror
 from scm.image.spec import RELEASES, TEES, make_spec
+from scm.openstack.flavor_spec import parse_epc_size, render_text
 
 
 @click.group("image")
@@ -65,3 +69,32 @@ def check_command(image: Path, tee: str, output_format: str) -> None:
     click.echo(report.to_json() if output_format == "json" else report.to_text(), nl=False)
     if not report.good:
         raise SystemExit(1)
+
+
+@image_group.command("properties")
+@click.option("--tee", type=click.Choice(TEES), required=True, help="The guest's TEE.")
+@click.option("--sgx-epc", help=f"EPC for an SGX flavor, e.g. 64M (default {DEFAULT_SGX_EPC_MB}M).")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)  # fmt: skip
+@click.option("--apply", "image", metavar="IMAGE", help="Set the properties on this Glance image.")
+@click.option("--os-cloud", help="clouds.yaml entry for --apply (default: OS_CLOUD / OS_*).")
+def properties_command(
+    tee: str, sgx_epc: str | None, output_format: str, image: str | None, os_cloud: str | None
+) -> None:
+    """The Glance image properties (and matching flavor extra specs) for a guest image."""
+    if sgx_epc is not None and tee != "sgx":
+        raise ImageSpecError("--sgx-epc goes with --tee sgx")
+    spec = guest_properties(tee, parse_epc_size(sgx_epc) if sgx_epc else None)
+    if image is not None:
+        from scm.openstack import sdk  # openstacksdk is only needed to apply
+
+        sdk.apply_image_properties(sdk.connect(os_cloud), spec.image_properties, image)
+        click.echo(f"set {len(spec.image_properties)} properties on image {image}", err=True)
+    if output_format == "json":
+        document = {
+            "image_properties": spec.image_properties,
+            "flavor_extra_specs": spec.extra_specs,
+        }
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(render_text(spec), nl=False)

@@ -43,8 +43,14 @@ def apply_flavor_spec(conn: Any, spec: FlavorSpec, flavor: str, image: str | Non
         if found is None:
             raise NotFoundError(f"flavor {flavor!r} does not exist")
         conn.compute.create_flavor_extra_specs(found, spec.extra_specs)
-        if image is not None and spec.image_properties:
-            found_image = conn.image.find_image(image, ignore_missing=True)
-            if found_image is None:
-                raise NotFoundError(f"image {image!r} does not exist")
-            conn.image.update_image(found_image, **spec.image_properties)
+    if image is not None and spec.image_properties:
+        apply_image_properties(conn, spec.image_properties, image)
+
+
+def apply_image_properties(conn: Any, properties: dict[str, str], image: str) -> None:
+    """Set ``properties`` on the Glance image ``image`` (name or ID)."""
+    with _cloud_errors():
+        found_image = conn.image.find_image(image, ignore_missing=True)
+        if found_image is None:
+            raise NotFoundError(f"image {image!r} does not exist")
+        conn.image.update_image(found_image, **properties)
