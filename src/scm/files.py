@@ -4,6 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from scm.errors import InputError, NotFoundError
+
 
 def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new content, never half.
@@ -24,3 +26,15 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def read_input(path: Path, what: str = "file") -> bytes:
+    """The bytes of a file the user named, or a one-line error saying what is wrong with it."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {what} {path}: {exc.strerror}") from None

@@ -16,7 +16,7 @@ from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
 from scm.attestation.verdict import quote_summary
 from scm.cli.context import CliContext, pass_cli
 from scm.errors import NotFoundError
-from scm.files import write_atomic
+from scm.files import read_input, write_atomic
 
 FORMATS = click.Choice(["text", "json"])
 
@@ -31,7 +31,7 @@ def attest_group() -> None:
 @click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
 def show_command(quote_file: Path, output_format: str) -> None:
     """Print the fields of a quote (nothing is verified)."""
-    summary = quote_summary(parse_quote(_read(quote_file)))
+    summary = quote_summary(parse_quote(read_input(quote_file, "quote file")))
     if output_format == "json":
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -69,13 +69,13 @@ def verify_command(
     output_format: str,
 ) -> None:
     """Verify a quote and appraise it; exit 0 only when the policy accepts it."""
-    raw = _read(quote_file)
+    raw = read_input(quote_file, "quote file")
     if (collateral_file is None) == (pccs_url is None):
         raise click.UsageError("give either --collateral FILE or --pccs-url URL")
     policy = Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY
     now = time.time() if at is None else at
     if collateral_file is not None:
-        collateral = Collateral.from_json(_read(collateral_file))
+        collateral = Collateral.from_json(read_input(collateral_file, "collateral file"))
     else:
         client = _client(ctx.ensure_object(CliContext), pccs_url)
         collateral = client.collateral_for(parse_quote(raw), now)
@@ -133,7 +133,7 @@ def collateral_group() -> None:
 @pass_cli
 def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, output: Path) -> None:
     """Fetch the collateral for the platform that produced QUOTE_FILE into an offline bundle."""
-    quote = parse_quote(_read(quote_file))
+    quote = parse_quote(read_input(quote_file, "quote file"))
     collateral = _client(obj, pccs_url, cached=False).collateral_for(quote)
     if not output.parent.is_dir():
         raise NotFoundError(f"directory {output.parent} does not exist")
@@ -160,12 +160,3 @@ def _print_verdict(verdict: Verdict, output_format: str) -> None:
             f" (TCB status {verdict.status}, advisories: {advisories})" if verdict.status else ""
         )
         click.echo(f"rejected: {verdict.reason}{detail}: {verdict.message}{status}")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise NotFoundError(f"cannot read {path}: {exc.strerror}") from None

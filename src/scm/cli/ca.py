@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import serialization
 
 from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
-from scm.cli.keys import KEY_TYPES, keystore, read_input
-from scm.files import write_atomic
+from scm.cli.keys import KEY_TYPES, keystore
+from scm.files import read_input, write_atomic
 from scm.keys import KeyType
 from scm.keys.pem import load_certificate_chain, load_private_key
 from scm.pki import (
@@ -60,8 +60,8 @@ def init_command(
         raise click.UsageError("--parent-cert and --parent-key go together")
     parent = None
     if parent_cert is not None and parent_key is not None:
-        chain = load_certificate_chain(read_input(parent_cert, "parent certificate"))
-        parent = (chain, load_private_key(read_input(parent_key, "parent key"))[0])
+        chain = load_certificate_chain(read_input(parent_cert, "parent certificate file"))
+        parent = (chain, load_private_key(read_input(parent_key, "parent key file"))[0])
     with keystore(cli) as store:
         ca = LocalCA.init(
             cli.settings.state_dir,
@@ -115,7 +115,7 @@ def show_command(cli: CliContext, pem: bool) -> None:
 def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None) -> None:
     """Have the configured CA (ca.backend) sign a CSR; print the chain, leaf first."""
     lifetime = parse_ttl(ttl)
-    csr = load_csr(read_input(csr_file, "CSR"))
+    csr = load_csr(read_input(csr_file, "CSR file"))
     with keystore(cli) as store:
         issued = asyncio.run(configured_ca(cli.settings, store).sign(csr, lifetime))
     if output is None:

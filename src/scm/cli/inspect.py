@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from scm.errors import NotFoundError
-from scm.files import write_atomic
+from scm.files import read_input, write_atomic
 from scm.platform import RENDERERS, discover
 from scm.platform.domcaps import read_domcaps_from_libvirt
 
@@ -48,12 +48,7 @@ def inspect_command(
     """Report what this host can do for SGX and TDX, and what to fix."""
     domcaps_xml = None
     if domcaps is not None:
-        try:
-            domcaps_xml = domcaps.read_text()
-        except FileNotFoundError:
-            raise NotFoundError(f"domain capabilities file {domcaps} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise NotFoundError(f"cannot read {domcaps}: {exc}") from None
+        domcaps_xml = read_input(domcaps, "domain capabilities file").decode(errors="replace")
     elif libvirt_uri:
         domcaps_xml = read_domcaps_from_libvirt(libvirt_uri)
     report = discover(root, domcaps_xml)

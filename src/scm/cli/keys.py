@@ -10,20 +10,10 @@ from pathlib import Path
 import click
 
 from scm.cli.context import CliContext, pass_cli
-from scm.errors import NotFoundError
+from scm.files import read_input
 from scm.keys import KeyType, Pkcs11Keystore, open_keystore
 
 KEY_TYPES = [t.value for t in KeyType]
-
-
-def read_input(path: Path, what: str) -> bytes:
-    """The bytes of a file the user named, or a one-line error."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{what} file {path} does not exist") from None
-    except OSError as exc:
-        raise NotFoundError(f"cannot read {what} file {path}: {exc.strerror}") from None
 
 
 @contextmanager
@@ -102,8 +92,8 @@ def import_command(cli: CliContext, label: str, key_file: Path, cert_file: Path 
 
     scm never writes the key anywhere; delete KEY.pem yourself once the import succeeded.
     """
-    key_pem = read_input(key_file, "key")
-    cert_pem = read_input(cert_file, "certificate") if cert_file else None
+    key_pem = read_input(key_file, "key file")
+    cert_pem = read_input(cert_file, "certificate file") if cert_file else None
     with keystore(cli) as store:
         info = store.import_key(label, key_pem, cert_pem)
     click.echo(

@@ -13,7 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from scm.errors import InputError, NotFoundError
+from scm.errors import InputError
+from scm.files import read_input
 from scm.sds.credentials import Credential, HsmKey, InlineKey, TrustBundle
 
 
@@ -28,7 +29,7 @@ def parse_spec(spec: str, option: str) -> tuple[str, str, str]:
 
 def read_certificates(path: Path) -> tuple[x509.Certificate, ...]:
     """Every certificate in a PEM file, in order."""
-    data = _read(path)
+    data = read_input(path, "certificate file")
     try:
         certificates = tuple(x509.load_pem_x509_certificates(data))
     except ValueError:
@@ -41,7 +42,7 @@ def read_certificates(path: Path) -> tuple[x509.Certificate, ...]:
 def load_software_credential(cert_path: Path, key_path: Path) -> Credential:
     """A chain and its private key from PEM files; the key must match the leaf."""
     chain = read_certificates(cert_path)
-    key_pem = _read(key_path)
+    key_pem = read_input(key_path, "key file")
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -79,12 +80,3 @@ def key_type_of(certificate: x509.Certificate) -> str:
     if isinstance(public_key, rsa.RSAPublicKey):
         return f"rsa-{public_key.key_size}"
     raise InputError(f"unsupported certificate key type {type(public_key).__name__}")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
