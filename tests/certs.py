@@ -63,8 +63,13 @@ class TestCA:
     def issue(
         self, common_name: str = "localhost", hours: float = 1.0
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        """A leaf for ``common_name`` (also valid for localhost and 127.0.0.1)."""
+        """A leaf for ``common_name`` (a DNS name or an IP; also valid for localhost and
+        127.0.0.1)."""
         key = ec.generate_private_key(ec.SECP256R1())
+        try:
+            own: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(common_name))
+        except ValueError:
+            own = x509.DNSName(common_name)
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
@@ -76,11 +81,15 @@ class TestCA:
             .not_valid_after(now + datetime.timedelta(hours=hours))
             .add_extension(
                 x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName(common_name),
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    ]
+                    list(
+                        dict.fromkeys(
+                            [
+                                own,
+                                x509.DNSName("localhost"),
+                                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                            ]
+                        )
+                    )
                 ),
                 critical=False,
             )
