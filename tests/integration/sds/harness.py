@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import random
@@ -27,6 +28,9 @@ from typing import Any, TypeVar
 from cryptography import x509
 
 from scm.sds import SdsServer, SecretRenderer, SecretStore, ServerOptions
+from scm.sds.daemon import running
+from scm.sds.issuer import CertificateIssuer
+from scm.sds.renewal import Backoff
 from scm.sds.service import StreamInfo
 
 T = TypeVar("T")
@@ -48,15 +52,27 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "con
 
 
 class ServerThread:
-    """An :class:`SdsServer` running on an event loop in a daemon thread."""
+    """An :class:`SdsServer` running on an event loop in a daemon thread.
 
-    def __init__(self, store: SecretStore, renderer: SecretRenderer, options: ServerOptions):
+    Started the way ``scm sds serve`` starts it (:func:`scm.sds.daemon.running`), with
+    certificate renewal when an ``issuer`` is given.
+    """
+
+    def __init__(
+        self,
+        store: SecretStore,
+        renderer: SecretRenderer,
+        options: ServerOptions,
+        issuer: CertificateIssuer | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.store = store
-        self.server = self.call(lambda: SdsServer(store, renderer, options))
-        self.run(self.server.start())
+        self._stack = contextlib.AsyncExitStack()
+        started = running(store, renderer, options, None, issuer, backoff)
+        self.server: SdsServer = self.run(self._stack.enter_async_context(started)).server
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop and return its result."""
@@ -84,7 +100,7 @@ class ServerThread:
 
     def close(self) -> None:
         try:
-            self.run(self.server.stop(0))
+            self.run(self._stack.aclose())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)

@@ -44,9 +44,9 @@ def test_serve_imported_gateway_credential_until_sigterm(
     (tmp_path / "ca.pem").write_bytes(ca.pem())
     port = free_port()
     process = subprocess.Popen(
-        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--socket", str(socket_path),
-         "--credential", f"ingress-cert={cert},{key}", "--trust-bundle", str(tmp_path / "ca.pem"),
-         "--http", f"127.0.0.1:{port}"],
+        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--no-issue",
+         "--socket", str(socket_path), "--credential", f"ingress-cert={cert},{key}",
+         "--trust-bundle", str(tmp_path / "ca.pem"), "--http", f"127.0.0.1:{port}"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -91,7 +91,7 @@ def test_bad_input_is_one_line_and_non_zero(
     values = {"cert": cert, "key": key, "other_key": other_key}
     argv = [a.format(**values) for a in args]
     result = subprocess.run(
-        [SCM, "--state-dir", str(tmp_path), "sds", "serve", *argv],
+        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--no-issue", *argv],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
