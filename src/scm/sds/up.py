@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import ssl
 import sys
@@ -38,7 +37,7 @@ from scm.pki import CANotFoundError, LocalCA, WorkloadIdentity
 from scm.pki.configured import load_local_ca
 from scm.pki.local_ca import CASettings
 from scm.sds.credentials import DEFAULT, Credential
-from scm.sds.daemon import Running, running
+from scm.sds.daemon import Running, on_stop_signal, running
 from scm.sds.issuer import CertificateIssuer
 from scm.sds.issuing import build_issuer, embedded_token_pins
 from scm.sds.keyprovider import KeyProviderConfig, Pins
@@ -84,16 +83,8 @@ def run_up(settings: Settings, options: UpOptions, out: TextIO) -> None:
 async def _until_signal(body: Coroutine[object, object, None]) -> None:
     """Run ``body``; SIGINT or SIGTERM cancels it, so its cleanup runs, and returns."""
     task = asyncio.ensure_future(body)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, task.cancel)
-    try:
+    with on_stop_signal(task.cancel), contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
 
 
 async def _serve(
