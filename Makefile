@@ -1,5 +1,6 @@
 # Everything needed on a fresh Debian 12 machine that has only Python.
-#   make run    install if needed, then run scm's main job
+#   make run    install if needed, then run scm's main job (scm up)
+#   make inspect  install if needed, then print this host's SGX/TDX report
 #   make test   install if needed, then lint, type-check and run every test
 
 PYTHON   ?= python3
@@ -12,7 +13,7 @@ APT_PACKAGES := $(shell grep -v '^\#' apt-packages.txt 2>/dev/null)
 # .proto files the project wrote; their Python modules are generated at install into src/.
 PROTOS := $(shell find protos -name '*.proto' 2>/dev/null)
 
-.PHONY: install apt venv test test-images lint typecheck unit run bench constraints clean
+.PHONY: install apt venv test test-images lint typecheck unit run inspect bench constraints clean
 
 install: apt $(STAMP)
 
@@ -62,7 +63,12 @@ test: lint typecheck unit
 test-images: install
 	$(BIN)/pytest -q -m image tests/integration/image
 
+# scm up: the SDS server, the local CA and a real Envoy serving TLS (Ctrl-C stops it all).
 run: install
+	$(BIN)/scm up
+
+# The host report: what can this machine do for SGX and TDX?
+inspect: install
 	$(BIN)/scm inspect
 
 bench: install

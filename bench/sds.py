@@ -30,8 +30,8 @@ from scm.sds.listeners import UnixListener
 # The goal is 2,000; at about 1,800 streams this grpc.aio server stops admitting new
 # streams on this machine (see README), so the default stays where it completes.
 STREAMS = int(os.environ.get("SCM_BENCH_SDS_STREAMS", "1000"))
-STREAMS_PER_CHANNEL = 100
-CLIENT_PROCESSES = 4
+STREAMS_PER_CHANNEL = int(os.environ.get("SCM_BENCH_SDS_STREAMS_PER_CHANNEL", "100"))
+CLIENT_PROCESSES = int(os.environ.get("SCM_BENCH_SDS_CLIENTS", "4"))
 
 
 def rss_bytes() -> int:

@@ -29,6 +29,7 @@ COMMANDS = {
     "kube": "scm.cli.kube:kube_group",
     "openstack": "scm.cli.openstack:openstack_group",
     "sds": "scm.cli.sds:sds_group",
+    "up": "scm.cli.up:up_command",
 }
 
 

@@ -9,9 +9,22 @@ import click
 
 from scm.cli.context import CliContext, pass_cli
 from scm.errors import ConfigError, InputError, NotFoundError
-from scm.sds import ROOTCA, KeyProviderConfig, Pins, SecretRenderer, SecretStore, ServerOptions
+from scm.keys import open_keystore
+from scm.pki import configured_ca
+from scm.sds import (
+    DEFAULT,
+    ROOTCA,
+    KeyProviderConfig,
+    Pins,
+    SecretRenderer,
+    SecretStore,
+    ServerOptions,
+)
+from scm.sds.credentials import SecretValue
 from scm.sds.daemon import SdsSettings, parse_host_port, serve_until_stopped
+from scm.sds.issuing import build_issuer, embedded_token_pins
 from scm.sds.keyprovider import PIN_SOURCES, load_provider_config
+from scm.sds.leafkeys import HSM, KEY_MODES
 from scm.sds.listeners import TlsListener, UnixListener
 from scm.sds.loader import (
     load_hsm_credential,
@@ -54,6 +67,17 @@ def sds_group() -> None:
     help="Serve a chain whose key is KEY_LABEL in the token (hsm key mode).",
 )
 @click.option("--trust-bundle", type=FILE, help="CA certificates served as ROOTCA.")
+@click.option(
+    "--issue/--no-issue",
+    default=True,
+    help="Issue 'default' (and serve ROOTCA, imported keys) from the configured CA.",
+)
+@click.option(
+    "--key-mode",
+    type=click.Choice(KEY_MODES),
+    help="Workload keys in the token (hsm) or inline for stock Envoy (software) [hsm].",
+)
+@click.option("--cert-ttl", help="Lifetime of issued certificates, e.g. 24h [sds.cert_ttl].")
 @click.option("--token-label", help="Token holding --hsm-credential keys.")
 @click.option("--provider-config", type=FILE, help="Key provider JSON (default: Envoy's sgx).")
 @click.option("--pin-source", type=click.Choice(PIN_SOURCES), help="Where Envoy gets PINs.")
@@ -74,29 +98,47 @@ def serve_command(
     credentials: tuple[str, ...],
     hsm_credentials: tuple[str, ...],
     trust_bundle: Path | None,
+    issue: bool,
+    key_mode: str | None,
+    cert_ttl: str | None,
     token_label: str | None,
     provider_config: Path | None,
     pin_source: str | None,
     user_pin_file: Path | None,
     so_pin_file: Path | None,
 ) -> None:
-    """Serve imported credentials and a trust bundle to Envoy over SDS."""
+    """Serve Envoy its certificates over SDS: issued by the configured CA, or imported.
+
+    With issuance (the default) the first request for 'default' generates a key, has the
+    CA sign a certificate for the [sds] identity and renews it before it expires; ROOTCA
+    is the CA's trust bundle, and in hsm key mode keys imported with `scm keys import`
+    are served under their label.
+    """
     settings = cli.settings.section("sds", SdsSettings)
-    store = SecretStore()
+    mode = key_mode or settings.key_mode
+    static: dict[str, SecretValue] = {}
     if trust_bundle:
-        store.put(ROOTCA, load_trust_bundle(trust_bundle))
+        static[ROOTCA] = load_trust_bundle(trust_bundle)
     for spec in credentials:
         name, cert, key = parse_spec(spec, "--credential")
-        store.put(name, load_software_credential(Path(cert), Path(key)))
+        static[name] = load_software_credential(Path(cert), Path(key))
     token = token_label or settings.token_label
     for spec in hsm_credentials:
         name, cert, label = parse_spec(spec, "--hsm-credential")
-        store.put(name, load_hsm_credential(Path(cert), label, token))
-    if not len(store):
+        static[name] = load_hsm_credential(Path(cert), label, token)
+    if not static and not issue:
         raise InputError("nothing to serve: give --credential, --hsm-credential or --trust-bundle")
+    issuer = None
+    if issue:
+        keystore = open_keystore(cli.settings)
+        ca = configured_ca(cli.settings, keystore)
+        issuer = build_issuer(cli.settings, keystore, ca, mode, cert_ttl or settings.cert_ttl)
+    store = SecretStore(issuer)
+    for name, value in static.items():
+        store.put(name, value)
 
     renderer = SecretRenderer()
-    if hsm_credentials:
+    if hsm_credentials or (issuer is not None and mode == HSM):
         renderer = SecretRenderer(
             _key_provider(
                 settings,
@@ -104,6 +146,7 @@ def serve_command(
                 pin_source or settings.pin_source,
                 user_pin_file or settings.user_pin_file,
                 so_pin_file or settings.so_pin_file,
+                embedded_token_pins(cli.settings),
             )
         )
     group = socket_group or settings.socket_group
@@ -123,8 +166,10 @@ def serve_command(
     http_address = http or settings.http
     monitor = parse_host_port(http_address, "--http") if http_address else None
     names = ", ".join(stored.name for stored in store)
+    if issuer is not None:
+        names = ", ".join(filter(None, [names, f"{DEFAULT} issued in {mode} key mode"]))
     click.echo(f"scm sds: serving {names} on {', '.join(str(u.path) for u in unix)}", err=True)
-    asyncio.run(serve_until_stopped(store, renderer, options, monitor))
+    asyncio.run(serve_until_stopped(store, renderer, options, monitor, issuer))
 
 
 def _key_provider(
@@ -133,10 +178,13 @@ def _key_provider(
     pin_source: str,
     user_pin_file: Path | None,
     so_pin_file: Path | None,
+    embedded_pins: Pins | None,
 ) -> KeyProviderConfig:
     pins = None
     if pin_source == "secret" and user_pin_file:
         pins = Pins(_read_pin(user_pin_file), _read_pin(so_pin_file) if so_pin_file else "")
+    elif pin_source == "secret":
+        pins = embedded_pins
     if provider_config:
         return load_provider_config(provider_config, pin_source, pins)
     return KeyProviderConfig(sgx_library=settings.sgx_library, pin_source=pin_source, pins=pins)

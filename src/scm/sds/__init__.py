@@ -4,7 +4,9 @@ The parts, each in its own module: :mod:`~scm.sds.credentials` (what is served),
 :mod:`~scm.sds.store` (versions, watchers, on-demand issuance), :mod:`~scm.sds.render`
 and :mod:`~scm.sds.keyprovider` (Envoy Secret messages), :mod:`~scm.sds.protocol` (the
 ACK/NACK/nonce rules), :mod:`~scm.sds.service` (the three RPCs),
-:mod:`~scm.sds.listeners` and :mod:`~scm.sds.server` (sockets and lifecycle).
+:mod:`~scm.sds.listeners` and :mod:`~scm.sds.server` (sockets and lifecycle),
+:mod:`~scm.sds.issuer` and :mod:`~scm.sds.renewal` (issuance from the configured CA,
+renewal), :mod:`~scm.sds.up` (``scm up``: the server with a real Envoy).
 """
 
 from scm.sds.credentials import DEFAULT, ROOTCA, Credential, HsmKey, InlineKey, TrustBundle

@@ -1,25 +1,38 @@
-"""Run an SDS server (and its HTTP monitor) until SIGINT or SIGTERM."""
+"""Run an SDS server (its HTTP monitor and certificate renewal) until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiohttp import web
+
 from scm.errors import ConfigError
+from scm.sds.issuer import CertificateIssuer
 from scm.sds.monitor import start_monitor
 from scm.sds.render import SecretRenderer
+from scm.sds.renewal import Backoff, Renewer
 from scm.sds.server import SdsServer, ServerOptions
 from scm.sds.store import SecretStore
 
 log = logging.getLogger(__name__)
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 @dataclass(frozen=True)
 class SdsSettings:
-    """The ``[sds]`` settings table (``SCM_SDS_*``); command-line options override it."""
+    """The ``[sds]`` settings table (``SCM_SDS_*``); command-line options override it.
+
+    The workload identity issued as ``default`` is
+    ``spiffe://<trust_domain>/ns/<namespace>/sa/<service_account>`` plus ``dns_names``;
+    ``trust_domain`` defaults to ``[ca] trust_domain``.
+    """
 
     socket: Path | None = None  # default: <state_dir>/sds.sock
     gateway_socket: Path | None = None
@@ -34,6 +47,13 @@ class SdsSettings:
     so_pin_file: Path | None = None
     sgx_library: str = "/usr/local/lib/libp11sgx.so"
     token_label: str = "scm"
+    key_mode: str = "hsm"
+    cert_ttl: str = "24h"
+    grace_ratio: float = 0.5
+    trust_domain: str | None = None
+    namespace: str = "default"
+    service_account: str = "default"
+    dns_names: tuple[str, ...] = ()
 
 
 def parse_host_port(text: str, option: str) -> tuple[str, int]:
@@ -43,27 +63,83 @@ def parse_host_port(text: str, option: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+@dataclass
+class Running:
+    """A started server, with the port its monitor listens on (None without one)."""
+
+    server: SdsServer
+    monitor_port: int | None
+
+
+@contextlib.asynccontextmanager
+async def running(
+    store: SecretStore,
+    renderer: SecretRenderer,
+    options: ServerOptions,
+    http: tuple[str, int] | None,
+    issuer: CertificateIssuer | None = None,
+    backoff: Backoff | None = None,
+) -> AsyncIterator[Running]:
+    """The server, its monitor and renewal, all stopped (sockets removed) on exit."""
+    server = SdsServer(store, renderer, options)
+    health = issuer.health if issuer else None
+    if health is not None:
+        health.register(server.metrics.registry)
+    await server.start()
+    runner: web.AppRunner | None = None
+    renewal: asyncio.Task[None] | None = None
+    try:
+        port = None
+        if http:
+            runner = await start_monitor(server, *http, issuance=health)
+            port = _bound_port(runner)
+        if issuer is not None:
+            renewal = asyncio.create_task(Renewer(store, issuer, backoff).run(), name="renewal")
+        yield Running(server, port)
+    finally:
+        if renewal is not None:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+        if runner is not None:
+            await runner.cleanup()
+        await server.stop()
+
+
+@contextlib.contextmanager
+def on_stop_signal(callback: Callable[[], object]) -> Iterator[None]:
+    """Call ``callback`` on SIGINT or SIGTERM while inside the block."""
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, callback)
+    try:
+        yield
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+async def wait_for_stop_signal() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    with on_stop_signal(stop.set):
+        await stop.wait()
+
+
 async def serve_until_stopped(
     store: SecretStore,
     renderer: SecretRenderer,
     options: ServerOptions,
     http: tuple[str, int] | None,
+    issuer: CertificateIssuer | None = None,
 ) -> None:
     """Serve until a stop signal; everything started here is stopped here."""
-    server = SdsServer(store, renderer, options)
-    await server.start()
-    runner = await start_monitor(server, *http) if http else None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    names = ", ".join(s.name for s in store) or "nothing yet"
-    log.info("SDS serving %s on %s", names, ", ".join(str(u.path) for u in options.unix))
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)
-        if runner is not None:
-            await runner.cleanup()
-        await server.stop()
+    async with running(store, renderer, options, http, issuer):
+        names = ", ".join(s.name for s in store) or "nothing yet"
+        log.info("SDS serving %s on %s", names, ", ".join(str(u.path) for u in options.unix))
+        await wait_for_stop_signal()
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    address = runner.addresses[0]
+    return int(address[1])

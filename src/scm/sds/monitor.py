@@ -12,14 +12,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from scm.sds.credentials import Credential
+from scm.sds.health import IssuanceHealth
 from scm.sds.server import SdsServer
 from scm.sds.store import StoredSecret
 
 
-def status_document(server: SdsServer) -> dict[str, Any]:
-    """What the server serves and to whom, as JSON-ready data."""
+def status_document(server: SdsServer, issuance: IssuanceHealth | None = None) -> dict[str, Any]:
+    """What the server serves and to whom (and how issuance goes), as JSON-ready data."""
     return {
         "ready": server.ready,
+        "issuance": issuance.status() if issuance else None,
         "secrets": [_describe(stored) for stored in server.store],
         "streams": [
             {
@@ -30,6 +32,7 @@ def status_document(server: SdsServer) -> dict[str, Any]:
                 "names": sorted(info.names),
                 "acked": info.acked,
                 "nacks": info.nacks,
+                "last_nack": info.last_nack or None,
                 "opened_at": info.opened_at.isoformat(),
             }
             for info in server.service.streams.values()
@@ -54,7 +57,7 @@ def _describe(stored: StoredSecret) -> dict[str, Any]:
     }
 
 
-def monitor_app(server: SdsServer) -> web.Application:
+def monitor_app(server: SdsServer, issuance: IssuanceHealth | None = None) -> web.Application:
     """The aiohttp application exposing ``server``'s health, metrics and status."""
 
     async def healthz(_: web.Request) -> web.Response:
@@ -72,7 +75,7 @@ def monitor_app(server: SdsServer) -> web.Application:
         return response
 
     async def status(_: web.Request) -> web.Response:
-        return web.json_response(status_document(server))
+        return web.json_response(status_document(server, issuance))
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
@@ -82,9 +85,11 @@ def monitor_app(server: SdsServer) -> web.Application:
     return app
 
 
-async def start_monitor(server: SdsServer, host: str, port: int) -> web.AppRunner:
+async def start_monitor(
+    server: SdsServer, host: str, port: int, issuance: IssuanceHealth | None = None
+) -> web.AppRunner:
     """Serve the monitor on ``host:port``; the caller cleans up the returned runner."""
-    runner = web.AppRunner(monitor_app(server), access_log=None)
+    runner = web.AppRunner(monitor_app(server, issuance), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

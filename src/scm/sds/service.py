@@ -20,6 +20,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
 from google.protobuf import any_pb2
 
+from scm.errors import ScmError
 from scm.sds.metrics import SdsMetrics
 from scm.sds.protocol import DeltaState, ProtocolViolation, SotwState, Verdict
 from scm.sds.render import SECRET_TYPE_URL, SecretRenderer
@@ -48,6 +49,7 @@ class StreamInfo:
     names: frozenset[str] = frozenset()
     acked: dict[str, str] = field(default_factory=dict)
     nacks: int = 0
+    last_nack: str = ""  # Envoy's error_detail for the latest NACK
     opened_at: datetime.datetime = field(
         default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
@@ -191,6 +193,10 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
             return await self.store.obtain(name)
         except UnknownSecretError as exc:
             raise _Rejected(grpc.StatusCode.NOT_FOUND, "unknown_name", str(exc)) from None
+        except ScmError as exc:  # issuance failed: the CA or the token is unavailable
+            raise _Rejected(
+                grpc.StatusCode.UNAVAILABLE, "issuance_failed", f"cannot issue {name}: {exc}"
+            ) from None
 
     def _pack(self, stored: StoredSecret) -> any_pb2.Any:
         packed = any_pb2.Any()
@@ -203,6 +209,7 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
             self.metrics.acks.labels(stream.api).inc()
         elif verdict is Verdict.NACK:
             info.nacks += 1
+            info.last_nack = error[:500]
             self.metrics.nacks.labels(stream.api).inc()
             # error_detail is Envoy's own message; it never holds key material
             log.warning(

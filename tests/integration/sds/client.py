@@ -103,3 +103,11 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0)
 
 def metric(server: SdsServer, name: str, **labels: str) -> float:
     return server.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def fetch_secret(socket_path: Path, name: str) -> Any:
+    """The Secret the server sends for ``name``, fetched with a plain gRPC client."""
+    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+        stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
+        (secret,) = secrets_of(stub.FetchSecrets(request([name]), timeout=5))
+    return secret

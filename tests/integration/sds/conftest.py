@@ -8,10 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from scm.keys import Pkcs11Keystore
+from scm.pki import LocalCA
 from scm.sds import DEFAULT, ROOTCA, SecretRenderer, SecretStore, ServerOptions
+from scm.sds.issuer import CertificateIssuer
 from scm.sds.listeners import UnixListener
+from scm.sds.renewal import Backoff
 from tests.certs import TestCA, cert_pem, key_pem
 from tests.integration.sds.harness import ServerThread, short_socket_path
+from tests.keystores import label, token_keystore
+
+__all__ = ["label", "token_keystore"]
 
 
 @pytest.fixture
@@ -56,6 +63,34 @@ def start_server(socket_path: Path, ca: TestCA) -> Iterator[Callable[..., Server
         unix = (UnixListener(socket_path),)
         server_options = ServerOptions(unix=unix, **options)  # type: ignore[arg-type]
         thread = ServerThread(store, renderer or SecretRenderer(), server_options)
+        started.append(thread)
+        return thread
+
+    yield start
+    for thread in started:
+        thread.close()
+
+
+@pytest.fixture
+def local_ca(tmp_path: Path, token_keystore: Pkcs11Keystore, label: str) -> LocalCA:
+    """A real local CA (its key in the shared SoftHSM token) under ``tmp_path``."""
+    return LocalCA.init(tmp_path, token_keystore, "cluster.local", key_label=f"ca-{label}")
+
+
+@pytest.fixture
+def start_issuing(socket_path: Path) -> Iterator[Callable[..., ServerThread]]:
+    """Start an SDS server on ``socket_path`` whose store asks ``issuer`` for everything."""
+    started: list[ServerThread] = []
+
+    def start(
+        issuer: CertificateIssuer,
+        renderer: SecretRenderer | None = None,
+        backoff: Backoff | None = None,
+    ) -> ServerThread:
+        options = ServerOptions(unix=(UnixListener(socket_path),))
+        thread = ServerThread(
+            SecretStore(issuer), renderer or SecretRenderer(), options, issuer, backoff
+        )
         started.append(thread)
         return thread
 

