@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore
-from scm.files import read_input, write_atomic
+from scm.files import read_input, write_output
 from scm.keys import KeyType
 from scm.keys.pem import load_certificate_chain, load_private_key
 from scm.pki import (
@@ -121,7 +121,7 @@ def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None
     if output is None:
         click.echo(issued.chain_pem().decode(), nl=False)
     else:
-        write_atomic(output, issued.chain_pem())
+        write_output(output, issued.chain_pem())
 
 
 @ca_group.command("csr")
@@ -165,4 +165,4 @@ def csr_command(
     if output is None:
         click.echo(pem.decode(), nl=False)
     else:
-        write_atomic(output, pem)
+        write_output(output, pem)

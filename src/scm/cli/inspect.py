@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from scm.errors import NotFoundError
-from scm.files import read_input, write_atomic
+from scm.files import read_input, write_output
 from scm.platform import RENDERERS, discover
 from scm.platform.domcaps import read_domcaps_from_libvirt
 
@@ -56,6 +55,4 @@ def inspect_command(
     if output is None:
         click.echo(text, nl=False)
         return
-    if not output.parent.is_dir():
-        raise NotFoundError(f"directory {output.parent} does not exist")
-    write_atomic(output, text)
+    write_output(output, text)

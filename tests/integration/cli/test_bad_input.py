@@ -1,0 +1,63 @@
+"""What users get wrong, across commands: one line on stderr, the right exit status, no traceback.
+
+Each case runs the installed ``scm`` with its own state directory. Placeholders in the
+arguments: ``{tmp}`` is the test's temporary directory, ``{fixtures}`` tests/fixtures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+QUOTE = "{fixtures}/attestation/quotes/tdx_v4_uptodate.quote.bin"
+COLLATERAL = "{fixtures}/attestation/collateral/tdx_v4_uptodate.collateral.json"
+SCM = shutil.which("scm", path=str(Path(sys.executable).parent)) or "scm"
+NOT_UTF8 = b"\xff\xfe\x95 not text \x00"
+
+
+def run_scm(tmp: Path, args: tuple[str, ...], env: dict[str, str] | None = None):
+    full_env = {**os.environ, "SCM_STATE_DIR": str(tmp / "state"), **(env or {})}
+    full_env.pop("SCM_CONFIG", None)
+    argv = [a.format(tmp=tmp, fixtures=FIXTURES) for a in args]
+    return subprocess.run(
+        [SCM, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str], code: int, message: str
+) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("scm: error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+
+
+@pytest.fixture
+def tmp(tmp_path: Path) -> Path:
+    (tmp_path / "not-utf8").write_bytes(NOT_UTF8)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        # A user-named output file that cannot be created: not a traceback.
+        (("inspect", "--output", "/proc/scm-cannot-be-here"), 65, "cannot write output file"),
+        (("inspect", "--output", "{tmp}/missing/report"), 66, "directory {tmp}/missing does not"),
+    ],
+)
+def test_bad_input(tmp: Path, args: tuple[str, ...], code: int, message: str) -> None:
+    assert_one_line_error(run_scm(tmp, args), code, message.format(tmp=tmp))
