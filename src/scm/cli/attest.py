@@ -49,7 +49,13 @@ def show_command(quote_file: Path, output_format: str) -> None:
 @click.option(
     "--pccs-url", help="Fetch collateral from this PCCS or PCS (cached in the state dir)."
 )
-@click.option("--at", "at", type=int, help="Verify at this time (Unix seconds; default: now).")
+@click.option(
+    "--at",
+    "at",
+    # Up to the end of year 9999, the last instant datetime and X.509 times can express.
+    type=click.IntRange(0, 253402300799),
+    help="Verify at this time (Unix seconds; default: now).",
+)
 @click.option(
     "--policy",
     "policy_file",

@@ -57,7 +57,40 @@ def tmp(tmp_path: Path) -> Path:
         # A user-named output file that cannot be created: not a traceback.
         (("inspect", "--output", "/proc/scm-cannot-be-here"), 65, "cannot write output file"),
         (("inspect", "--output", "{tmp}/missing/report"), 66, "directory {tmp}/missing does not"),
+        # attest: numbers, policies and URLs a user mistypes.
+        (
+            ("attest", "verify", QUOTE, "--collateral", COLLATERAL, "--policy", "{tmp}/not-utf8"),
+            78,
+            "is not a TOML text file",
+        ),
+        (("attest", "verify", QUOTE, "--pccs-url", "pccs.example"), 78, "must be an http://"),
+        (("attest", "verify", QUOTE, "--pccs-url", "https://[::1"), 78, "is not a valid URL"),
     ],
 )
 def test_bad_input(tmp: Path, args: tuple[str, ...], code: int, message: str) -> None:
     assert_one_line_error(run_scm(tmp, args), code, message.format(tmp=tmp))
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "code", "message"),
+    [
+        (
+            {"SCM_ATTESTATION_PCCS_TIMEOUT_SECONDS": "nan"},
+            ("attest", "verify", QUOTE, "--pccs-url", "http://127.0.0.1:9"),
+            78,
+            "attestation.pccs_timeout_seconds must be between 0 and 3600",
+        ),
+    ],
+)
+def test_bad_settings(
+    tmp: Path, env: dict[str, str], args: tuple[str, ...], code: int, message: str
+) -> None:
+    assert_one_line_error(run_scm(tmp, args, env), code, message)
+
+
+def test_verify_at_a_time_past_year_9999_is_a_usage_error(tmp: Path) -> None:
+    result = run_scm(
+        tmp, ("attest", "verify", QUOTE, "--collateral", COLLATERAL, "--at", "99999999999999")
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--at" in result.stderr.splitlines()[-1]
