@@ -22,8 +22,11 @@ NOT_UTF8 = b"\xff\xfe\x95 not text \x00"
 
 
 def run_scm(tmp: Path, args: tuple[str, ...], env: dict[str, str] | None = None):
-    full_env = {**os.environ, "SCM_STATE_DIR": str(tmp / "state"), **(env or {})}
-    full_env.pop("SCM_CONFIG", None)
+    full_env = {
+        **{k: v for k, v in os.environ.items() if k != "SCM_CONFIG"},
+        "SCM_STATE_DIR": str(tmp / "state"),
+        **(env or {}),
+    }
     argv = [a.format(tmp=tmp, fixtures=FIXTURES) for a in args]
     return subprocess.run(
         [SCM, *argv],
@@ -80,12 +83,27 @@ def test_bad_input(tmp: Path, args: tuple[str, ...], code: int, message: str) ->
             78,
             "attestation.pccs_timeout_seconds must be between 0 and 3600",
         ),
+        # keys: settings and PIN files of a token the user configured.
+        ({"SCM_KEYS_TOKEN_LABEL": ""}, ("keys", "list"), 78, "keys.token_label must not be empty"),
+        (
+            {"SCM_KEYS_EMBEDDED_TOKEN": "false", "SCM_KEYS_PIN_FILE": "{tmp}/not-utf8"},
+            ("keys", "list"),
+            78,
+            "the PIN file {tmp}/not-utf8 is not text",
+        ),
+        (
+            {"SCM_CONFIG": "{tmp}/not-utf8"},
+            ("inspect",),
+            78,
+            "config file {tmp}/not-utf8 is not a UTF-8 text file",
+        ),
     ],
 )
 def test_bad_settings(
     tmp: Path, env: dict[str, str], args: tuple[str, ...], code: int, message: str
 ) -> None:
-    assert_one_line_error(run_scm(tmp, args, env), code, message)
+    env = {name: value.format(tmp=tmp) for name, value in env.items()}
+    assert_one_line_error(run_scm(tmp, args, env), code, message.format(tmp=tmp))
 
 
 def test_verify_at_a_time_past_year_9999_is_a_usage_error(tmp: Path) -> None:
