@@ -66,7 +66,7 @@ def init_command(
         ca = LocalCA.init(
             cli.settings.state_dir,
             store,
-            trust_domain or settings.trust_domain,
+            settings.trust_domain if trust_domain is None else trust_domain,
             KeyType(key_type or settings.key_type),
             settings.key_label,
             parent,
@@ -156,7 +156,10 @@ def csr_command(
     """A CSR for the SPIFFE identity of a workload, signed by the token key LABEL."""
     settings = cli.settings.section("ca", CASettings)
     identity = WorkloadIdentity(
-        trust_domain or settings.trust_domain, namespace, service_account, dns_names
+        settings.trust_domain if trust_domain is None else trust_domain,
+        namespace,
+        service_account,
+        dns_names,
     )
     with keystore(cli) as store:
         signer = store.signer(label)

@@ -68,6 +68,13 @@ def tmp(tmp_path: Path) -> Path:
         ),
         (("attest", "verify", QUOTE, "--pccs-url", "pccs.example"), 78, "must be an http://"),
         (("attest", "verify", QUOTE, "--pccs-url", "https://[::1"), 78, "is not a valid URL"),
+        # ca: durations and trust domains.
+        (
+            ("ca", "issue", "--csr", "{tmp}/never-read.csr", "--ttl", "99999999999999999999d"),
+            65,
+            "is too long",
+        ),
+        (("ca", "init", "--trust-domain", ""), 65, "invalid trust domain ''"),
     ],
 )
 def test_bad_input(tmp: Path, args: tuple[str, ...], code: int, message: str) -> None:
@@ -83,6 +90,8 @@ def test_bad_input(tmp: Path, args: tuple[str, ...], code: int, message: str) ->
             78,
             "attestation.pccs_timeout_seconds must be between 0 and 3600",
         ),
+        ({"SCM_CA_KEY_TYPE": "dsa"}, ("ca", "init"), 78, "ca.key_type 'dsa' is not one of"),
+        ({"SCM_CA_MAX_TTL": "forever"}, ("ca", "show"), 78, "ca.max_ttl: invalid duration"),
         # keys: settings and PIN files of a token the user configured.
         ({"SCM_KEYS_TOKEN_LABEL": ""}, ("keys", "list"), 78, "keys.token_label must not be empty"),
         (
