@@ -6,6 +6,7 @@ arguments: ``{tmp}`` is the test's temporary directory, ``{fixtures}`` tests/fix
 
 from __future__ import annotations
 
+import datetime
 import os
 import shutil
 import subprocess
@@ -13,6 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 QUOTE = "{fixtures}/attestation/quotes/tdx_v4_uptodate.quote.bin"
@@ -92,6 +97,19 @@ def test_bad_input(tmp: Path, args: tuple[str, ...], code: int, message: str) ->
         ),
         ({"SCM_CA_KEY_TYPE": "dsa"}, ("ca", "init"), 78, "ca.key_type 'dsa' is not one of"),
         ({"SCM_CA_MAX_TTL": "forever"}, ("ca", "show"), 78, "ca.max_ttl: invalid duration"),
+        # kube: values that would spin the loops or cannot be bound.
+        (
+            {"SCM_KUBE_POLL_INTERVAL": "-1"},
+            ("kube", "device-plugin", "--root", "{tmp}"),
+            78,
+            "kube.poll_interval must be over 0",
+        ),
+        (
+            {"SCM_KUBE_WEBHOOK_PORT": "99999"},
+            ("kube", "webhook", "--tls-cert", "{tmp}/c", "--tls-key", "{tmp}/k"),
+            78,
+            "kube.webhook_port must be 0 to 65535",
+        ),
         # keys: settings and PIN files of a token the user configured.
         ({"SCM_KEYS_TOKEN_LABEL": ""}, ("keys", "list"), 78, "keys.token_label must not be empty"),
         (
@@ -121,3 +139,29 @@ def test_verify_at_a_time_past_year_9999_is_a_usage_error(tmp: Path) -> None:
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "--at" in result.stderr.splitlines()[-1]
+
+
+def test_webhook_with_an_encrypted_key_fails_instead_of_prompting(tmp: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scm-webhook")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    args = ("kube", "webhook", "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem")
+    assert_one_line_error(run_scm(tmp, args), 65, "is encrypted: give the webhook an unencrypted")
