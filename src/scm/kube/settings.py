@@ -31,7 +31,8 @@ class KubeSettings:
         # A negative or NaN poll interval would spin the loops; NaN fails both comparisons.
         if not 0 < self.poll_interval <= 3600:
             raise ConfigError(
-                f"kube.poll_interval must be over 0 and at most 3600 seconds, not {self.poll_interval}"
+                "kube.poll_interval must be over 0 and at most 3600 seconds, "
+                f"not {self.poll_interval}"
             )
         if self.sgx_shares < 0:
             raise ConfigError(f"kube.sgx_shares must not be negative, not {self.sgx_shares}")
