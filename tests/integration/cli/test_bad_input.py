@@ -73,6 +73,12 @@ def tmp(tmp_path: Path) -> Path:
         ),
         (("attest", "verify", QUOTE, "--pccs-url", "pccs.example"), 78, "must be an http://"),
         (("attest", "verify", QUOTE, "--pccs-url", "https://[::1"), 78, "is not a valid URL"),
+        # openstack: libvirt's own error printing on stderr is silenced.
+        (
+            ("openstack", "check-host", "--libvirt-uri", "qemu+unix:///x?socket={tmp}/no"),
+            69,
+            "libvirt",
+        ),
         # ca: durations and trust domains.
         (
             ("ca", "issue", "--csr", "{tmp}/never-read.csr", "--ttl", "99999999999999999999d"),
@@ -165,3 +171,8 @@ def test_webhook_with_an_encrypted_key_fails_instead_of_prompting(tmp: Path) -> 
     (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     args = ("kube", "webhook", "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem")
     assert_one_line_error(run_scm(tmp, args), 65, "is encrypted: give the webhook an unencrypted")
+
+
+def test_check_host_reads_a_domcaps_file_that_is_not_text_as_unusable(tmp: Path) -> None:
+    result = run_scm(tmp, ("openstack", "check-host", "--domcaps", "{tmp}/not-utf8"))
+    assert result.returncode == 0 and result.stderr == ""
