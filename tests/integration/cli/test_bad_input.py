@@ -6,7 +6,6 @@ arguments: ``{tmp}`` is the test's temporary directory, ``{fixtures}`` tests/fix
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import subprocess
@@ -14,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+
+from tests.tls import make_tls
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 QUOTE = "{fixtures}/attestation/quotes/tdx_v4_uptodate.quote.bin"
@@ -148,28 +146,16 @@ def test_verify_at_a_time_past_year_9999_is_a_usage_error(tmp: Path) -> None:
 
 
 def test_webhook_with_an_encrypted_key_fails_instead_of_prompting(tmp: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    (tmp / "key.pem").write_bytes(
+    files = make_tls(tmp)
+    key = serialization.load_pem_private_key(files.key.read_bytes(), None)
+    files.key.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(b"secret"),
         )
     )
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scm-webhook")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    args = ("kube", "webhook", "--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem")
+    args = ("kube", "webhook", "--tls-cert", str(files.cert), "--tls-key", str(files.key))
     assert_one_line_error(run_scm(tmp, args), 65, "is encrypted: give the webhook an unencrypted")
 
 
