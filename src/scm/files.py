@@ -28,6 +28,18 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
         raise
 
 
+def write_output(path: Path, data: bytes | str, what: str = "output file") -> None:
+    """Write a file the user named atomically, or a one-line error saying why it cannot be."""
+    if not path.parent.is_dir():
+        raise NotFoundError(f"directory {path.parent} does not exist")
+    try:
+        write_atomic(path, data)
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        raise InputError(f"cannot write {what} {path}: {exc.strerror}") from None
+
+
 def read_input(path: Path, what: str = "file") -> bytes:
     """The bytes of a file the user named, or a one-line error saying what is wrong with it."""
     try:

@@ -9,9 +9,11 @@ CA CRL comes from the PCCS ``rootcacrl`` endpoint.
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,10 @@ from scm.attestation.pcs import (
     issuer_chain,
 )
 from scm.attestation.quote import Quote
+from scm.errors import ConfigError
 from scm.files import write_atomic
+
+log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
@@ -48,6 +53,14 @@ class AttestationSettings:
     pccs_url: str = "https://localhost:8081"
     pccs_timeout_seconds: float = 10.0
     pccs_verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        # NaN fails both comparisons, so it is refused too.
+        if not 0 < self.pccs_timeout_seconds <= 3600:
+            raise ConfigError(
+                f"attestation.pccs_timeout_seconds must be between 0 and 3600, "
+                f"not {self.pccs_timeout_seconds}"
+            )
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,7 @@ class PccsClient:
         timeout: float = 10.0,
         verify_tls: bool = True,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _check_url(base_url).rstrip("/")
         self.cache_dir = cache_dir
         self.timeout = timeout
         self._tls = None if verify_tls else ssl._create_unverified_context()
@@ -167,9 +180,25 @@ class PccsClient:
     def _store(self, key: PlatformKey, collateral: Collateral) -> None:
         if self.cache_dir is None:
             return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         entry = {"fresh_until": fresh_until(collateral), "collateral": collateral.to_dict()}
-        write_atomic(self.cache_dir / key.file_name, json.dumps(entry), mode=0o600)
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.cache_dir / key.file_name, json.dumps(entry), mode=0o600)
+        except OSError as exc:
+            # The cache only saves a fetch next time: the collateral in hand is still good.
+            log.warning("cannot cache collateral in %s: %s", self.cache_dir, exc.strerror)
+
+
+def _check_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host; urllib would fail late and obscurely."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(f"PCCS URL {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"PCCS URL {url!r} must be an http:// or https:// URL with a host")
+    return url
 
 
 def fresh_until(collateral: Collateral) -> float:

@@ -85,6 +85,8 @@ class Policy:
             text = path.read_text()
         except OSError as exc:
             raise PolicyError(f"cannot read policy {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise PolicyError(f"policy {path} is not a TOML text file") from None
         return cls.from_toml(text, str(path))
 
     @classmethod

@@ -15,8 +15,7 @@ from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cac
 from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
 from scm.attestation.verdict import quote_summary
 from scm.cli.context import CliContext, pass_cli
-from scm.errors import NotFoundError
-from scm.files import read_input, write_atomic
+from scm.files import read_input, write_output
 
 FORMATS = click.Choice(["text", "json"])
 
@@ -50,7 +49,13 @@ def show_command(quote_file: Path, output_format: str) -> None:
 @click.option(
     "--pccs-url", help="Fetch collateral from this PCCS or PCS (cached in the state dir)."
 )
-@click.option("--at", "at", type=int, help="Verify at this time (Unix seconds; default: now).")
+@click.option(
+    "--at",
+    "at",
+    # Up to the end of year 9999, the last instant datetime and X.509 times can express.
+    type=click.IntRange(0, 253402300799),
+    help="Verify at this time (Unix seconds; default: now).",
+)
 @click.option(
     "--policy",
     "policy_file",
@@ -113,7 +118,7 @@ def quote_command(report_data: str, root: Path, output: Path | None) -> None:
     if output is None:
         sys.stdout.buffer.write(evidence.quote)
     else:
-        write_atomic(output, evidence.quote)
+        write_output(output, evidence.quote)
 
 
 @attest_group.group("collateral")
@@ -135,9 +140,7 @@ def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, outpu
     """Fetch the collateral for the platform that produced QUOTE_FILE into an offline bundle."""
     quote = parse_quote(read_input(quote_file, "quote file"))
     collateral = _client(obj, pccs_url, cached=False).collateral_for(quote)
-    if not output.parent.is_dir():
-        raise NotFoundError(f"directory {output.parent} does not exist")
-    write_atomic(output, collateral.to_json())
+    write_output(output, collateral.to_json())
     click.echo(f"wrote {output}")
 
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore
-from scm.files import read_input, write_atomic
+from scm.files import read_input, write_output
 from scm.keys import KeyType
 from scm.keys.pem import load_certificate_chain, load_private_key
 from scm.pki import (
@@ -66,7 +66,7 @@ def init_command(
         ca = LocalCA.init(
             cli.settings.state_dir,
             store,
-            trust_domain or settings.trust_domain,
+            settings.trust_domain if trust_domain is None else trust_domain,
             KeyType(key_type or settings.key_type),
             settings.key_label,
             parent,
@@ -121,7 +121,7 @@ def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None
     if output is None:
         click.echo(issued.chain_pem().decode(), nl=False)
     else:
-        write_atomic(output, issued.chain_pem())
+        write_output(output, issued.chain_pem())
 
 
 @ca_group.command("csr")
@@ -156,7 +156,10 @@ def csr_command(
     """A CSR for the SPIFFE identity of a workload, signed by the token key LABEL."""
     settings = cli.settings.section("ca", CASettings)
     identity = WorkloadIdentity(
-        trust_domain or settings.trust_domain, namespace, service_account, dns_names
+        settings.trust_domain if trust_domain is None else trust_domain,
+        namespace,
+        service_account,
+        dns_names,
     )
     with keystore(cli) as store:
         signer = store.signer(label)
@@ -165,4 +168,4 @@ def csr_command(
     if output is None:
         click.echo(pem.decode(), nl=False)
     else:
-        write_atomic(output, pem)
+        write_output(output, pem)

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from scm.errors import NotFoundError
-from scm.files import read_input, write_atomic
+from scm.files import write_output
 from scm.platform import RENDERERS, discover
-from scm.platform.domcaps import read_domcaps_from_libvirt
+from scm.platform.domcaps import read_domcaps_file, read_domcaps_from_libvirt
 
 
 @click.command("inspect")
@@ -48,7 +47,7 @@ def inspect_command(
     """Report what this host can do for SGX and TDX, and what to fix."""
     domcaps_xml = None
     if domcaps is not None:
-        domcaps_xml = read_input(domcaps, "domain capabilities file").decode(errors="replace")
+        domcaps_xml = read_domcaps_file(domcaps)
     elif libvirt_uri:
         domcaps_xml = read_domcaps_from_libvirt(libvirt_uri)
     report = discover(root, domcaps_xml)
@@ -56,6 +55,4 @@ def inspect_command(
     if output is None:
         click.echo(text, nl=False)
         return
-    if not output.parent.is_dir():
-        raise NotFoundError(f"directory {output.parent} does not exist")
-    write_atomic(output, text)
+    write_output(output, text)

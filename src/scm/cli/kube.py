@@ -113,7 +113,11 @@ def webhook_command(
 
     async def run(stop: asyncio.Event) -> None:
         await serve(
-            app, host or settings.webhook_host, port or settings.webhook_port, context, stop
+            app,
+            host or settings.webhook_host,
+            settings.webhook_port if port is None else port,
+            context,
+            stop,
         )
 
     run_until_signalled(run)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from scm.errors import NotFoundError, UnavailableError
+from scm.errors import UnavailableError
 from scm.openstack import check_host as readiness
 from scm.openstack import flavor_spec as specs
 from scm.platform import discover
-from scm.platform.domcaps import read_domcaps_from_libvirt
+from scm.platform.domcaps import read_domcaps_file, read_domcaps_from_libvirt
 
 
 @click.group("openstack")
@@ -42,12 +42,7 @@ def check_host_command(
     require: tuple[str, ...],
 ) -> None:
     """Report whether this host can run SGX and TDX guests under nova, and what to fix."""
-    domcaps_xml = None
-    if domcaps is not None:
-        try:
-            domcaps_xml = domcaps.read_text()
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {domcaps}: {exc.strerror}") from None
+    domcaps_xml = read_domcaps_file(domcaps) if domcaps is not None else None
     versions = readiness.HostVersions(
         libvirt=readiness.parse_version(libvirt_version) if libvirt_version else None,
         qemu=readiness.parse_version(qemu_version) if qemu_version else None,

@@ -11,9 +11,18 @@ from scm.image.errors import ImageSpecError
 GIB = 1024**3
 MIB = 1024**2
 MIN_SIZE = 2 * GIB  # the root filesystem alone is about 0.6 GiB; leave room to grow
+# Far beyond any guest disk, and within what the file-size calls and mkfs.ext4 handle.
+MAX_SIZE = 64 * 1024 * GIB
 TEES = ("tdx", "sgx")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Debian's base-passwd accounts, which exist in every image before cloud-init runs.
+_SYSTEM_USERS = frozenset(
+    {
+        "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+        "proxy", "www-data", "backup", "list", "irc", "_apt", "nobody",
+    }
+)  # fmt: skip
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-", "sk-ssh-ed25519", "sk-ecdsa-sha2-")
 
 
@@ -71,6 +80,8 @@ def make_spec(
     size_bytes = parse_size(size)
     if size_bytes < MIN_SIZE:
         raise ImageSpecError(f"size {size} is too small: a guest needs at least 2G")
+    if size_bytes > MAX_SIZE:
+        raise ImageSpecError(f"size {size} is too large: scm builds images of at most 64T")
     if output.exists() or output.is_symlink():
         raise ImageSpecError(f"{output} exists: choose another --output or remove it first")
     if not output.parent.is_dir():
@@ -81,6 +92,9 @@ def make_spec(
         raise ImageSpecError("--user and --ssh-key go together: a user without a key cannot log in")
     if user is not None and not _USER.match(user):
         raise ImageSpecError(f"user name {user!r} is not a valid Linux user name")
+    if user in _SYSTEM_USERS:
+        # root stays locked in scm images; the others are Debian's own accounts.
+        raise ImageSpecError(f"user name {user!r} is a system account: choose another name")
     key = _read_public_key(ssh_key_file) if ssh_key_file else None
     for package in packages:
         if not re.match(r"^[a-z0-9][a-z0-9+.-]+$", package):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scm.config import Settings
+from scm.errors import ConfigError
 from scm.keys.errors import TokenLoginError
 from scm.keys.library import check_module
 from scm.keys.pkcs11_store import Pkcs11Keystore
@@ -19,6 +20,9 @@ def open_keystore(settings: Settings) -> Pkcs11Keystore:
     the PIN file scm created with the token.
     """
     keys = settings.section("keys", KeysSettings)
+    if not keys.token_label.strip():
+        # An empty label would match SoftHSM2's uninitialised free slot.
+        raise ConfigError("keys.token_label must not be empty")
     check_module(keys.pkcs11_module)
     pin = settings.environ.get(PIN_ENV) or (_read_pin(keys.pin_file) if keys.pin_file else None)
     softhsm_conf = None
@@ -38,3 +42,6 @@ def _read_pin(path: Path) -> str:
         return path.read_text().strip()
     except OSError as exc:
         raise TokenLoginError(f"cannot read the PIN file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        # Say nothing of the content: it is, or is meant to be, a PIN.
+        raise TokenLoginError(f"the PIN file {path} is not text") from None

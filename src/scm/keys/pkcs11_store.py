@@ -119,6 +119,10 @@ class Pkcs11Keystore:
             ) from None
         except pkcs11.PinLocked:
             raise TokenLoginError(f"the PIN of token {self._token_label!r} is locked") from None
+        except pkcs11.PKCS11Error as exc:
+            raise TokenUnavailableError(
+                f"cannot open token {self._token_label!r}: {type(exc).__name__}"
+            ) from None
         self._slot = token.slot
         self._mechanisms = set(token.slot.get_mechanisms())
 

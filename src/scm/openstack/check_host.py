@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from scm.errors import InputError, UnavailableError
+from scm.errors import InputError
 from scm.openstack.provider import VEPC_DEVICE
 from scm.platform import HostReport
+from scm.platform.domcaps import open_libvirt
 
 Version = tuple[int, int, int]
 
@@ -215,14 +216,7 @@ def render_text(readiness: HostReadiness) -> str:
 
 def versions_from_libvirt(uri: str, known: HostVersions) -> HostVersions:
     """Fill in the libvirt and QEMU versions a libvirt connection reports."""
-    try:
-        import libvirt
-    except ImportError:
-        raise UnavailableError("libvirt-python is not installed; pass the versions") from None
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise UnavailableError(f"cannot connect to libvirt at {uri}: {exc}") from None
+    conn = open_libvirt(uri, "pass the versions")
     try:
         lib = known.libvirt or parse_version(str(conn.getLibVersion()))
         hypervisor = conn.getVersion()

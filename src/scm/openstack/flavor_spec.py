@@ -15,6 +15,8 @@ from scm.openstack.request import sgx_request
 from scm.platform.render import RC_SGX_EPC_MB, TRAIT_SGX
 
 _SIZE = re.compile(r"(?P<number>\d+)\s*(?P<unit>[KMGT]i?B?|B)?", re.IGNORECASE)
+# Placement stores inventory and allocation amounts as 32-bit signed integers.
+PLACEMENT_MAX = 2**31 - 1
 _UNIT_MIB = {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 
 
@@ -39,6 +41,10 @@ def parse_epc_size(text: str) -> int:
         raise InputError(f"EPC size {text!r} must be a whole number of MiB (use M or G)")
     if mib < 1:
         raise InputError(f"EPC size {text!r} must be at least 1 MiB")
+    if mib > PLACEMENT_MAX:
+        raise InputError(
+            f"EPC size {text!r} is more than placement can count ({PLACEMENT_MAX} MiB)"
+        )
     return mib
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -13,6 +14,17 @@ from scm.pki.csr_evidence import CsrEvidence, add_evidence
 from scm.pki.errors import CertificateRequestError
 
 SPIFFE_SCHEME = "spiffe://"
+# The SPIFFE ID standard: lowercase letters, digits, dots, dashes and underscores, 255 at most.
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
+
+
+def check_trust_domain(value: str) -> str:
+    """``value`` when it is a SPIFFE trust domain name; CertificateRequestError otherwise."""
+    if not _TRUST_DOMAIN.fullmatch(value):
+        raise CertificateRequestError(
+            f"invalid trust domain {value!r}: use lowercase letters, digits, '.', '-' and '_'"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -25,7 +37,8 @@ class WorkloadIdentity:
     dns_names: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        for name in ("trust_domain", "namespace", "service_account"):
+        check_trust_domain(self.trust_domain)
+        for name in ("namespace", "service_account"):
             value = getattr(self, name)
             if not value or "/" in value or not value.isprintable() or " " in value:
                 raise CertificateRequestError(f"invalid {name.replace('_', ' ')} {value!r}")

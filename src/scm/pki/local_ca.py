@@ -19,18 +19,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from scm.errors import InputError
+from scm.errors import ConfigError, InputError
 from scm.files import write_atomic
 from scm.keys import Keystore, KeyType, Signer
 from scm.pki.attested import CAAttestationSettings
 from scm.pki.authority import IssuedCertificate
 from scm.pki.errors import CAExistsError, CANotFoundError
-from scm.pki.identity import signature_hash
+from scm.pki.identity import check_trust_domain, signature_hash
 from scm.pki.policy import SanPolicy
+from scm.pki.ttl import parse_ttl
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 # Leaves are backdated a little so that peers with slightly slow clocks accept them.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
+NAME_MAX = 64  # upper bound of X.509 O and CN (RFC 5280 ub-organization-name, ub-common-name)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,22 @@ class CASettings(CAAttestationSettings):
     key_label: str = "scm-ca"
     max_ttl: str = "720h"
     dns_suffixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Checked here so a bad table fails every command alike, naming the setting.
+        if self.key_type not in {t.value for t in KeyType}:
+            raise ConfigError(
+                f"ca.key_type {self.key_type!r} is not one of {', '.join(t.value for t in KeyType)}"
+            )
+        for name in ("max_ttl", "attestation_max_age"):
+            try:
+                parse_ttl(getattr(self, name))
+            except InputError as exc:
+                raise ConfigError(f"ca.{name}: {exc}") from None
+        try:
+            check_trust_domain(self.trust_domain)
+        except InputError as exc:
+            raise ConfigError(f"ca.trust_domain: {exc}") from None
 
 
 def _key_usage(*, signer: bool, ca: bool) -> x509.KeyUsage:
@@ -101,6 +119,7 @@ class LocalCA:
 
         The parent's key is used once, in memory, and never stored.
         """
+        check_trust_domain(trust_domain)
         directory = cls.directory(state_dir)
         if (directory / "ca.json").exists():
             raise CAExistsError(f"a CA exists already in {directory}")
@@ -150,7 +169,8 @@ class LocalCA:
         if ttl <= datetime.timedelta(0):
             raise InputError("the certificate lifetime must be positive")
         now = datetime.datetime.now(datetime.UTC)
-        not_after = min(now + min(ttl, self.max_ttl), self.certificate.not_valid_after_utc)
+        # Capped before adding, so an absurd TTL or max_ttl cannot overflow the date.
+        not_after = now + min(ttl, self.max_ttl, self.certificate.not_valid_after_utc - now)
         public_key = csr.public_key()
         if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise InputError("the CSR's key must be EC or RSA")
@@ -213,12 +233,15 @@ def _ca_certificate(
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
     kind = "intermediate" if parent else "root"
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"scm {kind} CA for {trust_domain}"),
-        ]
-    )
+    # X.509 caps O and CN at 64 characters and a trust domain may have 255: O names the
+    # trust domain when it fits (it is informational; ca.json is what scm reads back).
+    common_name = f"scm {kind} CA for {trust_domain}"
+    if len(common_name) > NAME_MAX:
+        common_name = f"scm {kind} CA"
+    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if len(trust_domain) <= NAME_MAX:
+        attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, trust_domain))
+    subject = x509.Name(attributes)
     issuer_name, issuer_key = subject, signer
     not_after = now + CA_VALIDITY
     if parent is not None:

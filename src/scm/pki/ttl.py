@@ -16,4 +16,7 @@ def parse_ttl(text: str) -> datetime.timedelta:
     match = _PATTERN.fullmatch(text.strip())
     if match is None or int(match.group(1)) == 0:
         raise InputError(f"invalid duration {text!r}: use a positive number and s, m, h or d")
-    return datetime.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        return datetime.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        raise InputError(f"duration {text!r} is too long") from None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from scm.errors import InputError, UnavailableError
+from scm.files import read_input
 
 _UNIT_BYTES = {
     "b": 1, "bytes": 1,
@@ -70,20 +73,36 @@ def parse_domcaps(xml_text: str) -> DomainCaps:
     return DomainCaps(**caps)  # type: ignore[arg-type]
 
 
-def read_domcaps_from_libvirt(uri: str) -> str:
-    """Ask a libvirt connection for its domain capabilities XML."""
+def read_domcaps_file(path: Path) -> str:
+    """The text of a domain capabilities file the user named (``virsh domcapabilities``)."""
+    return read_input(path, "domain capabilities file").decode(errors="replace")
+
+
+def open_libvirt(uri: str, hint: str) -> Any:
+    """A libvirt connection to ``uri``; ``hint`` says what to do without libvirt-python."""
     try:
         import libvirt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        raise UnavailableError("libvirt-python is not installed; pass --domcaps FILE") from None
+        raise UnavailableError(f"libvirt-python is not installed; {hint}") from None
+    # libvirt prints every error on stderr by default; scm reports them itself, in one line.
+    libvirt.registerErrorHandler(lambda _ctx, _error: None, None)
     try:
-        conn = libvirt.open(uri)
-        try:
-            return str(conn.getDomainCapabilities(None, None, None, None, 0))
-        finally:
-            conn.close()
+        return libvirt.open(uri)
     except libvirt.libvirtError as exc:
         raise UnavailableError(f"libvirt {uri}: {exc.get_error_message()}") from None
+
+
+def read_domcaps_from_libvirt(uri: str) -> str:
+    """Ask a libvirt connection for its domain capabilities XML."""
+    conn = open_libvirt(uri, "pass --domcaps FILE")
+    import libvirt  # type: ignore[import-not-found, unused-ignore]  # loaded by open_libvirt
+
+    try:
+        return str(conn.getDomainCapabilities(None, None, None, None, 0))
+    except libvirt.libvirtError as exc:
+        raise UnavailableError(f"libvirt {uri}: {exc.get_error_message()}") from None
+    finally:
+        conn.close()
 
 
 def _text(element: ET.Element | None) -> str | None:

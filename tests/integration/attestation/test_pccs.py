@@ -92,3 +92,15 @@ def test_cli_fetches_an_offline_bundle_and_verifies_online(pcs: PcsServer, tmp_p
     assert offline.returncode == online.returncode == 0, online.stderr
     assert json.loads(offline.stdout) == json.loads(online.stdout)
     assert json.loads(online.stdout)["status"] == c.expected["status"]
+
+
+def test_a_cache_that_cannot_be_written_does_not_lose_the_collateral(
+    pcs: PcsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = case("tdx_v4_uptodate")
+    _serve(pcs, c.name)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    client = PccsClient(pcs.url, cache_dir=blocker / "cache")
+    assert client.collateral_for(parse_quote(c.quote), c.verify_at) == c.collateral
+    assert "cannot cache collateral" in caplog.text

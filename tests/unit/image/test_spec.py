@@ -33,11 +33,20 @@ def test_good_spec(tmp_path):
         (("sev", "bookworm", "4G"), "unknown TEE 'sev'"),
         (("tdx", "bookworm", "1G"), "too small"),
         (("tdx", "bookworm", "lots"), "not a size"),
+        (("tdx", "bookworm", "99999999999999T"), "too large: scm builds images of at most 64T"),
     ],
 )
 def test_bad_arguments(tmp_path, args, message):
     with pytest.raises(ImageSpecError, match=message):
         make_spec(*args, tmp_path / "g.qcow2")
+
+
+@pytest.mark.parametrize("user", ["root", "nobody", "_apt"])
+def test_a_system_account_is_not_a_login_user(tmp_path, user):
+    key = tmp_path / "id.pub"
+    key.write_text(KEY + "\n")
+    with pytest.raises(ImageSpecError, match=f"user name '{user}' is a system account"):
+        make_spec("tdx", "bookworm", "4G", tmp_path / "g.qcow2", user, key)
 
 
 def test_existing_output_is_never_overwritten(tmp_path):

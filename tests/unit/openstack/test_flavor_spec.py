@@ -13,7 +13,7 @@ def test_epc_sizes_in_mib(text: str, mib: int) -> None:
     assert parse_epc_size(text) == mib
 
 
-@pytest.mark.parametrize("text", ["0", "64K", "64B", "lots", "1.5G", ""])
+@pytest.mark.parametrize("text", ["0", "64K", "64B", "lots", "1.5G", "", "2048T"])
 def test_bad_epc_sizes_are_input_errors(text: str) -> None:
     with pytest.raises(InputError):
         parse_epc_size(text)

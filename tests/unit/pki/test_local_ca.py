@@ -170,3 +170,32 @@ def test_intermediate_under_an_imported_root(
     issued = ca.issue(_workload_csr(), DAY)
     verifier = PolicyBuilder().store(Store([root])).build_client_verifier()
     verifier.verify(issued.leaf, issued.chain[1:])
+
+
+@pytest.mark.parametrize("trust_domain", ["", "Example.org", "spiffe://example.org", "a b"])
+def test_init_refuses_what_is_not_a_spiffe_trust_domain_and_creates_nothing(
+    tmp_path: Path, token_keystore: Pkcs11Keystore, label: str, trust_domain: str
+) -> None:
+    with pytest.raises(CertificateRequestError, match="invalid trust domain"):
+        LocalCA.init(tmp_path, token_keystore, trust_domain, KeyType.EC_P256, label)
+    assert token_keystore.find(label) is None
+    assert not LocalCA.directory(tmp_path).exists()
+
+
+def test_a_trust_domain_longer_than_x509_names_allow_still_gets_a_ca(
+    tmp_path: Path, token_keystore: Pkcs11Keystore, label: str
+) -> None:
+    long_domain = "very-long-team-name." * 4 + "example.org"  # 91 characters
+    ca = LocalCA.init(tmp_path, token_keystore, long_domain, KeyType.EC_P256, label)
+    issued = ca.issue(_workload_csr(long_domain), DAY)
+    assert issued.leaf.issuer == ca.certificate.subject
+    assert LocalCA.load(tmp_path, token_keystore).policy.trust_domain == long_domain
+
+
+def test_an_absurd_ttl_and_max_ttl_are_capped_by_the_ca_certificate(
+    tmp_path: Path, token_keystore: Pkcs11Keystore, label: str
+) -> None:
+    huge = datetime.timedelta(days=999_999_999)
+    ca = LocalCA.init(tmp_path, token_keystore, "example.org", KeyType.EC_P256, label, max_ttl=huge)
+    leaf = ca.issue(_workload_csr(), huge).leaf
+    assert leaf.not_valid_after_utc == ca.certificate.not_valid_after_utc

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -61,12 +62,20 @@ def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        context.load_cert_chain(cert_file, key_file)
+        # A password callback stops OpenSSL from prompting on the terminal for an encrypted key.
+        context.load_cert_chain(cert_file, key_file, password=_no_password(key_file))
     except ssl.SSLError:
         raise InputError(
             f"{cert_file} and {key_file} are not a PEM certificate and its matching private key"
         ) from None
     return context
+
+
+def _no_password(key_file: Path) -> Callable[[], str]:
+    def refuse() -> str:
+        raise InputError(f"TLS key {key_file} is encrypted: give the webhook an unencrypted key")
+
+    return refuse
 
 
 async def start(
