@@ -20,7 +20,13 @@ from scm.sds.up import UpOptions, run_up
     show_default=True,
     help="software: stock Envoy serves TLS. hsm: show the Secret for a key kept in the token.",
 )
-@click.option("--port", type=int, default=10443, show_default=True, help="Envoy's TLS port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=10443,
+    show_default=True,
+    help="Envoy's TLS port.",
+)
 @click.option(
     "--http", default="127.0.0.1:0", show_default=True, help="Status and metrics HOST:PORT."
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -187,9 +188,8 @@ class EnvoyProcess:
         """UnavailableError with Envoy's last error line if it has exited."""
         if self.process.poll() is None:
             return
-        errors = [line for line in self.log().splitlines() if "critical" in line or "error" in line]
-        last = errors[-1] if errors else f"see {self.log_path}"
-        raise UnavailableError(f"Envoy exited with status {self.process.returncode}: {last}")
+        reason = envoy_failure(self.log()) or f"see {self.log_path}"
+        raise UnavailableError(f"Envoy exited with status {self.process.returncode}: {reason}")
 
     def admin(self, path: str) -> str:
         self.check_running()
@@ -207,3 +207,26 @@ class EnvoyProcess:
             if status["name"] == name:
                 return int(status["local_address"]["socket_address"]["port_value"])
         return 0
+
+
+_LOG_PREFIX = re.compile(r"^\[[^]]*\]\[\d+\]\[\w+\]\[\w+\] (\[[^]]*\] )?")
+
+
+def envoy_failure(log: str, limit: int = 300) -> str | None:
+    """The reason in Envoy's last critical record, one line, without the log prefix.
+
+    A critical record can span many lines (a rejected bootstrap is printed whole before
+    the reason), so the reason is the record's last line, not its first.
+    """
+    lines = log.splitlines()
+    starts = [i for i, line in enumerate(lines) if "[critical]" in line]
+    if not starts:
+        return None
+    record = [lines[starts[-1]]]
+    for line in lines[starts[-1] + 1 :]:
+        if _LOG_PREFIX.match(line):
+            break  # the next log record
+        if line.strip():
+            record.append(line)
+    reason = _LOG_PREFIX.sub("", record[-1]).lstrip(": ").strip()
+    return reason[:limit] + ("..." if len(reason) > limit else "")
