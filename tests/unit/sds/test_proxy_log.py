@@ -6,7 +6,7 @@ from scm.sds.proxy import envoy_failure
 
 REJECTED_BOOTSTRAP = """\
 [2026-11-23 07:50:24.880][2644][info][main] [source/server/server.cc:430] starting
-[2026-11-23 07:50:24.883][2644][critical][main] [source/server/server.cc:449] error initializing config
+[2026-11-23 07:50:24.883][2644][critical][main] [server.cc:449] error initializing config
 node {
   id: "scm-up"
 }
