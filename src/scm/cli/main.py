@@ -88,6 +88,14 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args or os.environ.get("SCM_DEBUG") == "1"
     try:
         code = cli.main(args=args, prog_name="scm", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.format_message())  # a bare `scm` or `scm keys`: the help is the answer
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # One line like every other error, with where to look instead of click's usage block.
+        where = exc.ctx.command_path if exc.ctx else "scm"
+        click.echo(f"scm: error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -68,6 +68,8 @@ def test_domcaps_file(host_root):
         (["inspect", "--domcaps", "/does/not/exist.xml"], "does not exist"),
         (["inspect", "--output", "/does/not/exist/file"], "directory /does/not/exist does not"),
         (["--config", "/does/not/exist.toml", "inspect"], "config file"),
+        (["inspect", "--format", "yaml"], "Invalid value for '--format'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args, message):
