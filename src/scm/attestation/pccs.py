@@ -75,7 +75,7 @@ class PlatformKey:
     def of(cls, quote: Quote) -> PlatformKey:
         try:
             leaf = x509.load_pem_x509_certificates(quote.pck_chain_pem)[0]
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, x509.InvalidVersion):
             raise CollateralError("the quote's PCK certificate chain cannot be read") from None
         issuer = leaf.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         name = str(issuer[0].value).lower() if issuer else ""

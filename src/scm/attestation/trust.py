@@ -131,12 +131,20 @@ def attestation_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:
         ) from None
 
 
+def _subject(cert: x509.Certificate) -> str:
+    """A certificate's subject for a message; a forged one may not even parse."""
+    try:
+        return cert.subject.rfc4514_string()
+    except ValueError:
+        return "a certificate with an unparsable subject"
+
+
 @lru_cache(maxsize=_CACHE_SIZE)
 def verified_chain(pem: bytes, what: str) -> Chain:
     """Parse a PEM chain (leaf first) and verify every link up to the pinned Intel root."""
     try:
         certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise TrustError("chain_invalid", f"{what} is not a PEM certificate chain: {exc}") from None
     if certs and _is_root(certs[-1]):
         certs = certs[:-1]
@@ -148,8 +156,7 @@ def verified_chain(pem: bytes, what: str) -> Chain:
         except (ValueError, TypeError, InvalidSignature):
             raise TrustError(
                 "chain_invalid",
-                f"{what}: {child.subject.rfc4514_string()} is not signed by "
-                f"{parent.subject.rfc4514_string()}",
+                f"{what}: {_subject(child)} is not signed by {_subject(parent)}",
             ) from None
     windows = tuple(
         Window(

@@ -64,7 +64,7 @@ def parse_chain(pem: str | bytes, source: str) -> list[x509.Certificate]:
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         chain = x509.load_pem_x509_certificates(data)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise CAUnavailableError(f"{source} returned no valid PEM certificate") from None
     return chain
 
@@ -86,5 +86,5 @@ def load_trust_bundle(path: Path, setting: str) -> list[x509.Certificate]:
         return x509.load_pem_x509_certificates(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read {setting} {path}: {exc.strerror}") from None
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise ConfigError(f"{setting} {path} holds no valid PEM certificate") from None

@@ -32,7 +32,7 @@ def read_certificates(path: Path) -> tuple[x509.Certificate, ...]:
     data = read_input(path, "certificate file")
     try:
         certificates = tuple(x509.load_pem_x509_certificates(data))
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         certificates = ()
     if not certificates:
         raise InputError(f"{path} holds no PEM certificate")

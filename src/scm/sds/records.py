@@ -71,7 +71,7 @@ class CredentialRecords:
             )
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, x509.InvalidVersion) as exc:
             # A damaged record only costs a fresh issuance; say so and carry on.
             log.warning("ignoring unreadable credential record %s: %s", path, exc)
             return None

@@ -71,3 +71,18 @@ def test_any_bit_pattern_in_the_signed_region_fails_verification(
     data = bytearray(c.quote)
     data[position % parse_quote(c.quote).signed_length] ^= mask
     assert not verify(bytes(data), c.collateral, c.verify_at, allow_debug=True).ok
+
+
+def test_every_character_of_the_pck_certificate_changed_is_rejected_not_a_crash() -> None:
+    """A forged PCK certificate can hold fields that do not even parse (hypothesis found a
+    subject with a private-class ASN.1 tag); verification must reject it, never raise."""
+    c = case(case_names()[0])
+    begin = c.quote.index(b"-----BEGIN CERTIFICATE-----\n") + len(b"-----BEGIN CERTIFICATE-----\n")
+    end = c.quote.index(b"-----END CERTIFICATE-----", begin)
+    for position in range(begin, end):
+        if c.quote[position] == ord("\n"):
+            continue
+        data = bytearray(c.quote)
+        data[position] = ord("B") if data[position] == ord("A") else ord("A")
+        verdict = verify(bytes(data), c.collateral, c.verify_at)
+        assert not verdict.ok and verdict.reason, position
