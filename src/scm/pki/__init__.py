@@ -14,12 +14,13 @@ from scm.pki.errors import (
     CANotFoundError,
     CAUnavailableError,
     CertificateRequestError,
+    InvalidSvidError,
 )
 from scm.pki.identity import WorkloadIdentity, build_csr, signature_hash
 from scm.pki.istio_ca import IstioCA, IstioCASettings
 from scm.pki.kubernetes_ca import KubernetesCA, KubernetesCASettings
 from scm.pki.local_ca import CASettings, LocalCA
-from scm.pki.policy import SanPolicy
+from scm.pki.svid import SvidPolicy, check_svid
 from scm.pki.ttl import parse_ttl
 
 __all__ = [
@@ -29,15 +30,17 @@ __all__ = [
     "CAUnavailableError",
     "CertificateAuthority",
     "CertificateRequestError",
+    "InvalidSvidError",
     "IssuedCertificate",
     "IstioCA",
     "IstioCASettings",
     "KubernetesCA",
     "KubernetesCASettings",
     "LocalCA",
-    "SanPolicy",
+    "SvidPolicy",
     "WorkloadIdentity",
     "build_csr",
+    "check_svid",
     "configured_ca",
     "csr_to_pem",
     "load_csr",

@@ -17,3 +17,7 @@ class CAExistsError(ConflictError):
 
 class CAUnavailableError(UnavailableError):
     """A remote CA cannot be reached, refused the request or did not answer in time."""
+
+
+class InvalidSvidError(CAUnavailableError):
+    """A certificate is not the X.509-SVID that was asked for (wrong chain, SAN, key, ...)."""

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from scm.errors import ConfigError, InputError
 from scm.files import write_atomic
@@ -26,7 +25,7 @@ from scm.pki.attested import CAAttestationSettings
 from scm.pki.authority import IssuedCertificate
 from scm.pki.errors import CAExistsError, CANotFoundError
 from scm.pki.identity import check_trust_domain, signature_hash
-from scm.pki.policy import SanPolicy
+from scm.pki.svid import SvidPolicy, leaf_builder
 from scm.pki.ttl import parse_ttl
 
 CA_VALIDITY = datetime.timedelta(days=3650)
@@ -79,22 +78,24 @@ def _key_usage(*, signer: bool, ca: bool) -> x509.KeyUsage:
 
 
 class LocalCA:
-    """Issues leaf certificates for CSRs the SAN policy allows, signed in the keystore."""
+    """Issues X.509-SVIDs for CSRs the SVID policy allows, signed in the keystore."""
 
     def __init__(
         self,
         keystore: Keystore,
         key_label: str,
         chain: list[x509.Certificate],
-        policy: SanPolicy,
-        max_ttl: datetime.timedelta,
+        policy: SvidPolicy,
     ) -> None:
         self._keystore = keystore
         self._signer = keystore.signer(key_label)
         self.key_label = key_label
         self.chain = chain
         self.policy = policy
-        self.max_ttl = max_ttl
+
+    @property
+    def max_ttl(self) -> datetime.timedelta:
+        return self.policy.max_ttl
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -141,7 +142,7 @@ class LocalCA:
             (directory / "ca.pem").unlink(missing_ok=True)
             keystore.delete(key_label)
             raise
-        return cls(keystore, key_label, chain, SanPolicy(trust_domain), max_ttl)
+        return cls(keystore, key_label, chain, SvidPolicy(trust_domain, max_ttl=max_ttl))
 
     @classmethod
     def load(
@@ -158,46 +159,17 @@ class LocalCA:
             chain = x509.load_pem_x509_certificates((directory / "ca.pem").read_bytes())
         except FileNotFoundError:
             raise CANotFoundError(f"no CA in {directory}: run `scm ca init` first") from None
-        policy = SanPolicy(meta["trust_domain"], dns_suffixes)
-        return cls(keystore, meta["key_label"], chain, policy, max_ttl)
+        policy = SvidPolicy(meta["trust_domain"], dns_suffixes, max_ttl)
+        return cls(keystore, meta["key_label"], chain, policy)
 
     def issue(
         self, csr: x509.CertificateSigningRequest, ttl: datetime.timedelta
     ) -> IssuedCertificate:
-        """Check ``csr`` against the policy and sign a leaf valid for ``ttl`` (capped)."""
-        sans = self.policy.check(csr)
-        if ttl <= datetime.timedelta(0):
-            raise InputError("the certificate lifetime must be positive")
+        """Check ``csr`` against the SVID policy and sign a leaf valid for ``ttl`` (capped)."""
+        request = self.policy.approve(csr)
         now = datetime.datetime.now(datetime.UTC)
-        # Capped before adding, so an absurd TTL or max_ttl cannot overflow the date.
-        not_after = now + min(ttl, self.max_ttl, self.certificate.not_valid_after_utc - now)
-        public_key = csr.public_key()
-        if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
-            raise InputError("the CSR's key must be EC or RSA")
-        ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(csr.subject)
-            .issuer_name(self.certificate.subject)
-            .public_key(public_key)
-            .serial_number(_serial())
-            .not_valid_before(now - CLOCK_SKEW)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(signer=True, ca=False), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(x509.SubjectAlternativeName(sans), critical=len(csr.subject) == 0)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski.value),
-                critical=False,
-            )
-        )
+        not_after = self.policy.not_after(now, ttl, self.certificate.not_valid_after_utc)
+        builder = leaf_builder(request, self.certificate, now - CLOCK_SKEW, not_after, _serial())
         leaf = builder.sign(self._signer, signature_hash(self._signer))
         return IssuedCertificate([leaf, *self.chain])
 

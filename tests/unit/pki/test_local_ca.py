@@ -34,7 +34,7 @@ def ca(tmp_path: Path, token_keystore: Pkcs11Keystore, label: str) -> LocalCA:
 
 
 def _workload_csr(
-    trust_domain: str = "example.org", dns: tuple[str, ...] = ("web.example.org",)
+    trust_domain: str = "example.org", dns: tuple[str, ...] = ()
 ) -> x509.CertificateSigningRequest:
     key = ec.generate_private_key(ec.SECP256R1())
     return build_csr(WorkloadIdentity(trust_domain, "shop", "web", dns), key)
