@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 
 from scm.errors import ConfigError
 from scm.pki.errors import CAUnavailableError, CertificateRequestError
+from scm.pki.svid import LEAF_USAGES, check_svid
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,33 @@ def parse_chain(pem: str | bytes, source: str) -> list[x509.Certificate]:
 
 
 def check_issued(
-    chain: list[x509.Certificate], csr: x509.CertificateSigningRequest, source: str
+    chain: list[x509.Certificate],
+    csr: x509.CertificateSigningRequest,
+    source: str,
+    bundle: list[x509.Certificate],
+    required_usages: frozenset[x509.ObjectIdentifier] = LEAF_USAGES,
 ) -> IssuedCertificate:
-    """The chain a remote CA returned, once its leaf is known to certify the CSR's key."""
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    der = serialization.Encoding.DER
-    if chain[0].public_key().public_bytes(der, spki) != csr.public_key().public_bytes(der, spki):
-        raise CAUnavailableError(f"{source} returned a certificate for another key")
+    """The chain a remote CA (``source``) returned, once it is the SVID the CSR asked for.
+
+    It must verify to ``bundle``, certify the CSR's key and name exactly the CSR's SPIFFE
+    ID, with no SAN the CSR did not ask for; InvalidSvidError otherwise.
+    """
+    try:
+        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise CertificateRequestError("the CSR names no identity (no SAN)") from None
+    uris = sans.get_values_for_type(x509.UniformResourceIdentifier)
+    if len(uris) != 1:
+        raise CertificateRequestError("the CSR must name exactly one SPIFFE ID")
+    check_svid(
+        chain,
+        bundle,
+        expected_spiffe_id=uris[0],
+        expected_key=csr.public_key(),
+        allowed_dns=sans.get_values_for_type(x509.DNSName),
+        required_usages=required_usages,
+        source=source,
+    )
     return IssuedCertificate(chain)
 
 

@@ -18,13 +18,8 @@ from cryptography.hazmat.primitives import serialization
 
 from scm._proto.istio.v1.auth import ca_pb2, ca_pb2_grpc
 from scm.errors import ConfigError
-from scm.pki.authority import (
-    IssuedCertificate,
-    check_issued,
-    csr_to_pem,
-    load_trust_bundle,
-    parse_chain,
-)
+from scm.pki.authority import IssuedCertificate, check_issued, csr_to_pem, parse_chain
+from scm.pki.bundle import TrustBundleFile
 from scm.pki.errors import CAUnavailableError
 
 
@@ -51,8 +46,8 @@ class IstioCA:
     def __init__(
         self,
         settings: IstioCASettings,
-        tls_roots: bytes,
-        trust_bundle: list[x509.Certificate],
+        tls_roots: TrustBundleFile,
+        trust_bundle: TrustBundleFile,
     ) -> None:
         self.settings = settings
         self._tls_roots = tls_roots
@@ -60,15 +55,15 @@ class IstioCA:
 
     @classmethod
     def from_settings(cls, settings: IstioCASettings) -> IstioCA:
-        roots = load_trust_bundle(settings.root_cert_file, "istio_ca.root_cert_file")
-        tls_roots = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in roots)
+        # Both files are re-read when they change: Istio rotates its mesh root in place.
+        roots = TrustBundleFile(settings.root_cert_file, "istio_ca.root_cert_file")
         bundle = roots
         if settings.trust_bundle_file is not None:
-            bundle = load_trust_bundle(settings.trust_bundle_file, "istio_ca.trust_bundle_file")
-        return cls(settings, tls_roots, bundle)
+            bundle = TrustBundleFile(settings.trust_bundle_file, "istio_ca.trust_bundle_file")
+        return cls(settings, roots, bundle)
 
     def trust_bundle(self) -> list[x509.Certificate]:
-        return list(self._trust_bundle)
+        return self._trust_bundle.certificates()
 
     async def sign(
         self, csr: x509.CertificateSigningRequest, ttl: datetime.timedelta
@@ -94,10 +89,12 @@ class IstioCA:
         if not response.cert_chain:
             raise CAUnavailableError(f"{source} returned no certificate")
         chain = parse_chain("\n".join(response.cert_chain), source)
-        return check_issued(chain, csr, source)
+        return check_issued(chain, csr, source, self.trust_bundle())
 
     def _channel(self) -> grpc.aio.Channel:
-        credentials = grpc.ssl_channel_credentials(root_certificates=self._tls_roots)
+        roots = self._tls_roots.certificates()
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in roots)
+        credentials = grpc.ssl_channel_credentials(root_certificates=pem)
         options = []
         if self.settings.tls_server_name:
             options.append(("grpc.ssl_target_name_override", self.settings.tls_server_name))

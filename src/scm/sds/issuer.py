@@ -31,7 +31,7 @@ from cryptography import x509
 
 from scm.errors import ConfigError, ScmError
 from scm.keys import KeyType
-from scm.pki import CertificateAuthority, WorkloadIdentity, build_csr
+from scm.pki import CertificateAuthority, InvalidSvidError, WorkloadIdentity, build_csr, check_svid
 from scm.sds.credentials import DEFAULT, ROOTCA, Credential, HsmKey, SecretValue, TrustBundle
 from scm.sds.health import IssuanceHealth
 from scm.sds.leafkeys import HSM, LeafKeys
@@ -109,6 +109,7 @@ class CertificateIssuer:
         csr = await asyncio.to_thread(self._new_key_and_csr, label)
         try:
             issued = await self.ca.sign(csr, self.policy.ttl)
+            self._check_svid(list(issued.chain), csr.public_key(), "the issued")
         except BaseException as exc:
             # nothing half-created: a key without a certificate is useless
             await asyncio.to_thread(self.keys.delete_if_present, label)
@@ -192,7 +193,24 @@ class CertificateIssuer:
         if self.keys.keystore.find(record.key_label) is None:
             log.info("the recorded %s key %s is gone; issuing anew", DEFAULT, record.key_label)
             return None
+        key = self.keys.keystore.signer(record.key_label).public_key()
+        try:
+            self._check_svid(list(record.chain), key, "the recorded")
+        except InvalidSvidError as exc:
+            log.warning("%s; issuing anew", exc)
+            return None
         return record
+
+    def _check_svid(self, chain: list[x509.Certificate], key: object, which: str) -> None:
+        """Serve only an X.509-SVID for this identity and key, verifying to the CA's bundle."""
+        check_svid(
+            chain,
+            self.ca.trust_bundle(),
+            expected_spiffe_id=self.identity.spiffe_id,
+            expected_key=key,
+            allowed_dns=self.identity.dns_names,
+            source=f"{which} {DEFAULT} certificate",
+        )
 
     def _imported(self, name: str) -> Credential | None:
         info = self.keys.keystore.find(name)

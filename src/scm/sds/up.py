@@ -128,11 +128,17 @@ async def _serve(
 
 def _local_ca(settings: Settings, keystore: Pkcs11Keystore) -> LocalCA:
     try:
-        return load_local_ca(settings, keystore)
+        ca = load_local_ca(settings, keystore)
     except CANotFoundError:
-        ca = settings.section("ca", CASettings)
-        LocalCA.init(settings.state_dir, keystore, ca.trust_domain, key_label=ca.key_label)
-        return load_local_ca(settings, keystore)
+        ca_settings = settings.section("ca", CASettings)
+        LocalCA.init(
+            settings.state_dir, keystore, ca_settings.trust_domain, key_label=ca_settings.key_label
+        )
+        ca = load_local_ca(settings, keystore)
+    if not ca.policy.dns_suffixes:
+        # The demo serves https://localhost: its own CA signs that name and no other.
+        ca.policy = replace(ca.policy, dns_suffixes=("localhost",))
+    return ca
 
 
 def _key_provider(settings: Settings) -> KeyProviderConfig:

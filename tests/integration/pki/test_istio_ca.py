@@ -24,7 +24,12 @@ from scm.pki import (
     configured_ca,
 )
 from tests.integration.pki.istiod_double import TOKEN, IstiodDouble
-from tests.integration.pki.workloads import DAY, assert_verifies_as_workload, workload_csr
+from tests.integration.pki.workloads import (
+    DAY,
+    assert_verifies_as_workload,
+    workload_csr,
+    write_bundle,
+)
 from tests.tls import TlsFiles, make_tls
 
 ISTIOD = "istiod.istio-system.svc"
@@ -61,10 +66,13 @@ def with_istiod(
     return asyncio.run(main())
 
 
-def _settings(address: str, tls: TlsFiles, token_file: Path) -> IstioCASettings:
+def _settings(
+    address: str, tls: TlsFiles, token_file: Path, bundle: Path | None = None
+) -> IstioCASettings:
     return IstioCASettings(
         address=address,
         root_cert_file=tls.ca,
+        trust_bundle_file=bundle,
         token_file=token_file,
         cluster_id="east",
         tls_server_name=ISTIOD,
@@ -73,12 +81,13 @@ def _settings(address: str, tls: TlsFiles, token_file: Path) -> IstioCASettings:
 
 
 def test_issued_chain_verifies_and_the_call_carries_istio_agent_credentials(
-    tls: TlsFiles, signing_ca: LocalCA, token_file: Path
+    tls: TlsFiles, signing_ca: LocalCA, token_file: Path, tmp_path: Path
 ) -> None:
     csr = workload_csr()
 
     async def scenario(istiod: IstiodDouble, address: str) -> None:
-        ca = IstioCA.from_settings(_settings(address, tls, token_file))
+        bundle = write_bundle(tmp_path, signing_ca)
+        ca = IstioCA.from_settings(_settings(address, tls, token_file, bundle))
         assert isinstance(ca, CertificateAuthority)
         issued = await ca.sign(csr, DAY)
         assert_verifies_as_workload(issued, signing_ca.trust_bundle())
@@ -91,7 +100,7 @@ def test_issued_chain_verifies_and_the_call_carries_istio_agent_credentials(
     with_istiod(tls, signing_ca, scenario)
 
 
-def test_configured_istio_ca_trusts_the_mesh_root_file(
+def test_configured_istio_ca_trusts_the_configured_bundle(
     tls: TlsFiles, signing_ca: LocalCA, token_file: Path, tmp_path: Path
 ) -> None:
     async def scenario(istiod: IstiodDouble, address: str) -> None:
@@ -103,11 +112,12 @@ def test_configured_istio_ca_trusts_the_mesh_root_file(
                 "SCM_ISTIO_CA_ROOT_CERT_FILE": str(tls.ca),
                 "SCM_ISTIO_CA_TOKEN_FILE": str(token_file),
                 "SCM_ISTIO_CA_TLS_SERVER_NAME": ISTIOD,
+                "SCM_ISTIO_CA_TRUST_BUNDLE_FILE": str(write_bundle(tmp_path, signing_ca)),
             }
         )
         ca = configured_ca(settings, SoftwareKeystore())
         assert isinstance(ca, IstioCA)
-        assert ca.trust_bundle() == x509.load_pem_x509_certificates(tls.ca.read_bytes())
+        assert ca.trust_bundle() == signing_ca.trust_bundle()
         issued = await ca.sign(workload_csr(), DAY)
         issued.leaf.verify_directly_issued_by(signing_ca.certificate)
         assert istiod.calls[0].metadata["clusterid"] == "Kubernetes"  # istio-agent's default

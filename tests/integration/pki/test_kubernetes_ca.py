@@ -116,10 +116,8 @@ def test_issued_chain_verifies_and_the_csr_object_is_removed(
         assert spec["signerName"] == SIGNER
         assert spec["expirationSeconds"] == 86400
         assert base64.b64decode(spec["request"]) == csr.public_bytes(Encoding.PEM)
-        usages = {"digital signature", "server auth", "client auth"}
-        assert set(spec["usages"]) == usages | (
-            {"key encipherment"} if key_type == "rsa" else set()
-        )
+        usages = {"digital signature", "key encipherment", "server auth", "client auth"}
+        assert set(spec["usages"]) == usages
         assert create.body["metadata"] == {"generateName": "scm-"}
         name = watch.query["fieldSelector"].removeprefix("metadata.name=")
         assert name.startswith("scm-")

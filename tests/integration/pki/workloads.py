@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from scm.keys import SoftwareKeystore
@@ -35,3 +36,10 @@ def assert_verifies_as_workload(issued: IssuedCertificate, roots: list[x509.Cert
     verifier = PolicyBuilder().store(Store(roots)).build_client_verifier()
     verified = verifier.verify(issued.leaf, issued.chain[1:])
     assert x509.UniformResourceIdentifier(SPIFFE_ID) in verified.subjects
+
+
+def write_bundle(directory: Path, ca: LocalCA, name: str = "signer-root.pem") -> Path:
+    """``ca``'s trust bundle as a PEM file in ``directory``."""
+    path = directory / name
+    path.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in ca.trust_bundle()))
+    return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,13 @@ def start_server(socket_path: Path, ca: TestCA) -> Iterator[Callable[..., Server
 
 @pytest.fixture
 def local_ca(tmp_path: Path, token_keystore: Pkcs11Keystore, label: str) -> LocalCA:
-    """A real local CA (its key in the shared SoftHSM token) under ``tmp_path``."""
-    return LocalCA.init(tmp_path, token_keystore, "cluster.local", key_label=f"ca-{label}")
+    """A real local CA (its key in the shared SoftHSM token) under ``tmp_path``.
+
+    It signs ``localhost`` (Envoy's listener name in these tests), as ``scm up``'s does.
+    """
+    ca = LocalCA.init(tmp_path, token_keystore, "cluster.local", key_label=f"ca-{label}")
+    ca.policy = replace(ca.policy, dns_suffixes=("localhost",))
+    return ca
 
 
 @pytest.fixture
