@@ -124,12 +124,12 @@ class KubernetesCA:
     def from_settings(cls, settings: KubernetesCASettings) -> KubernetesCA:
         if not settings.signer_name:
             raise ConfigError("kubernetes_ca.signer_name is not set")
+        usages = signer_usages(settings.signer_name, settings.usages)  # fail before any I/O
         if settings.trust_bundle_file is None:
             raise ConfigError(
                 "kubernetes_ca.trust_bundle_file is not set: the CSR API does not say "
                 "which root verifies the signer's certificates"
             )
-        usages = signer_usages(settings.signer_name, settings.usages)  # fail before I/O
         bundle = TrustBundleFile(settings.trust_bundle_file, "kubernetes_ca.trust_bundle_file")
         config = kube_config(settings.kubeconfig, settings.service_account_dir)
         timeout = datetime.timedelta(seconds=settings.timeout_seconds)
@@ -191,12 +191,10 @@ class KubernetesCA:
     async def _delete(self, client: AsyncClient, name: str) -> None:
         try:
             await client.delete(CertificateSigningRequest, name)
-        except ApiError as exc:
-            if exc.status.code == HTTPStatus.NOT_FOUND:
-                return  # already gone (deleted by someone else or garbage-collected)
-            log.warning("could not delete CSR %s: %s", name, _api_failure("delete", exc))
-        except httpx2.HTTPError as exc:
-            # The API server also garbage-collects finished CSRs; do not mask the result.
+        except (ApiError, httpx2.HTTPError) as exc:
+            if _status_code(exc) == HTTPStatus.NOT_FOUND:
+                return  # already gone: deleted by someone else, or garbage-collected
+            # Only a warning: failing here would mask the result the caller is waiting for.
             log.warning("could not delete CSR %s: %s", name, _api_failure("delete", exc))
 
     async def _create(
@@ -351,6 +349,14 @@ def _name(obj: CertificateSigningRequest) -> str:
 
 def _resource_version(obj: CertificateSigningRequest) -> str | None:
     return obj.metadata.resourceVersion if obj.metadata else None
+
+
+def _status_code(exc: Exception) -> int | None:
+    if isinstance(exc, ApiError):
+        return exc.status.code
+    if isinstance(exc, httpx2.HTTPStatusError):
+        return exc.response.status_code
+    return None
 
 
 def _api_failure(what: str, exc: Exception) -> str:

@@ -1,3 +1,3 @@
-from tests.integration.pki.workloads import signing_ca
+from tests.integration.pki.workloads import signing_ca, signing_keystore
 
-__all__ = ["signing_ca"]
+__all__ = ["signing_ca", "signing_keystore"]

@@ -5,7 +5,18 @@ get, list/watch (``watch=true`` with a ``metadata.name`` field selector and a
 ``resourceVersion`` to resume from, one JSON event per line) and delete. After a create
 it plays a signer and approver as configured by ``outcome``: "issue" (Approved, then
 ``status.certificate`` signed by a test CA), "deny", "approve-only" (never signed) or
-"ignore". Every request is recorded so tests can assert what the client did.
+"ignore", "vanish" (the object is deleted before anything happens). Every request is
+recorded so tests can assert what the client did.
+
+What the real control plane enforces is enforced here too: kube-controller-manager's
+signers fail a CSR for ``kubernetes.io/kube-apiserver-client`` that asks for a usage other
+than digital signature, key encipherment and client auth ("SignerValidationFailure:
+invalid usage for client certificate: server auth"), and one for
+``kubernetes.io/kubelet-serving`` that lacks a node's subject (O=system:nodes,
+CN=system:node:NAME), has no DNS or IP SAN, has URI or e-mail SANs, or asks for usages
+beyond digital signature, key encipherment and server auth. ``issue`` replaces how the
+signer turns a CSR into a chain (a misbehaving CA); ``legacy_expiration`` plays an API
+server before 1.22, which drops ``spec.expirationSeconds`` and signs for a year.
 """
 
 from __future__ import annotations
@@ -17,20 +28,26 @@ import datetime
 import json
 import secrets
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from aiohttp import web
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
-from scm.pki import LocalCA
+from scm.pki import IssuedCertificate, LocalCA
 from tests.integration.kube.apiserver import _status
 from tests.tls import TlsFiles
 
 PREFIX = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 TOKEN = "scm-sds-service-account-token"
 VALID_USAGES = {"digital signature", "key encipherment", "server auth", "client auth", "signing"}
+CLIENT_USAGES = {"digital signature", "key encipherment", "client auth"}
+SERVING_USAGES = {"digital signature", "key encipherment", "server auth"}
+LEGACY_LIFETIME_SECONDS = 365 * 24 * 3600  # kube-controller-manager's cluster-signing-duration
+Issue = Callable[[x509.CertificateSigningRequest, datetime.timedelta], IssuedCertificate]
 
 
 @dataclass(frozen=True)
@@ -44,10 +61,19 @@ class Recorded:
 class CsrApiServer:
     """The CSR API of one cluster, with a signer behaving as ``outcome`` says."""
 
-    def __init__(self, tls: TlsFiles, signing_ca: LocalCA, outcome: str = "issue") -> None:
+    def __init__(
+        self,
+        tls: TlsFiles,
+        signing_ca: LocalCA,
+        outcome: str = "issue",
+        issue: Issue | None = None,
+        legacy_expiration: bool = False,
+    ) -> None:
         self.tls = tls
         self.signing_ca = signing_ca
         self.outcome = outcome
+        self.issue = issue or signing_ca.issue
+        self.legacy_expiration = legacy_expiration
         self.objects: dict[str, dict[str, Any]] = {}
         self.requests: list[Recorded] = []
         self._events: list[tuple[int, str, dict[str, Any]]] = []
@@ -92,6 +118,8 @@ class CsrApiServer:
         problem = _invalid(obj)
         if problem:
             return _status(422, "Invalid", problem)
+        if self.legacy_expiration:
+            obj["spec"].pop("expirationSeconds", None)  # unknown to the server: dropped
         name = obj["metadata"].get("name") or obj["metadata"]["generateName"] + secrets.token_hex(3)
         obj["metadata"] = {"name": name, "uid": secrets.token_hex(8)}
         obj["status"] = {}
@@ -148,6 +176,11 @@ class CsrApiServer:
 
     async def _act(self, name: str) -> None:
         await asyncio.sleep(0.01)  # as a controller would, after the create returned
+        if self.outcome == "vanish":
+            obj = self.objects.pop(name, None)
+            if obj is not None:
+                await self._store("DELETED", obj, keep=False)
+            return
         if self.outcome in ("issue", "approve-only"):
             await self._condition(name, "Approved", "AutoApproved", "approved by the test")
         elif self.outcome == "deny":
@@ -155,9 +188,12 @@ class CsrApiServer:
         if self.outcome == "issue" and name in self.objects:
             obj = self.objects[name]
             csr = x509.load_pem_x509_csr(base64.b64decode(obj["spec"]["request"]))
-            issued = self.signing_ca.issue(
-                csr, datetime.timedelta(seconds=obj["spec"]["expirationSeconds"])
-            )
+            failure = signer_failure(obj["spec"], csr)
+            if failure is not None:
+                await self._condition(name, "Failed", "SignerValidationFailure", failure)
+                return
+            seconds = obj["spec"].get("expirationSeconds", LEGACY_LIFETIME_SECONDS)
+            issued = self.issue(csr, datetime.timedelta(seconds=seconds))
             obj["status"]["certificate"] = base64.b64encode(issued.chain_pem()).decode()
             await self._store("MODIFIED", obj)
 
@@ -176,6 +212,44 @@ class CsrApiServer:
                 self.objects[obj["metadata"]["name"]] = obj
             self._events.append((self._version, kind, json.loads(json.dumps(obj))))
             self._changed.notify_all()
+
+
+def signer_failure(spec: dict[str, Any], csr: x509.CertificateSigningRequest) -> str | None:
+    """Why kube-controller-manager's signer for ``spec.signerName`` fails the CSR, or None."""
+    usages = set(spec.get("usages", []))
+    signer = spec["signerName"]
+    if signer == "kubernetes.io/kube-apiserver-client":
+        if extra := sorted(usages - CLIENT_USAGES):
+            return f"invalid usage for client certificate: {extra[0]}"
+        if "client auth" not in usages:
+            return "missing required usage for client certificate: client auth"
+    if signer == "kubernetes.io/kubelet-serving":
+        return _kubelet_serving_failure(usages, csr)
+    if signer == "kubernetes.io/legacy-unknown":
+        return "the legacy-unknown signer is not signed by kube-controller-manager"
+    return None
+
+
+def _kubelet_serving_failure(usages: set[str], csr: x509.CertificateSigningRequest) -> str | None:
+    if extra := sorted(usages - SERVING_USAGES):
+        return f"invalid usage for kubelet serving certificate: {extra[0]}"
+    organizations = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    names = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if organizations != ["system:nodes"]:
+        return "subject organization is not system:nodes"
+    if len(names) != 1 or not str(names[0]).startswith("system:node:"):
+        return 'subject common name does not begin with "system:node:"'
+    try:
+        sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        sans = x509.SubjectAlternativeName([])
+    if sans.get_values_for_type(x509.UniformResourceIdentifier):
+        return "URI subjectAltNames are not allowed"
+    if sans.get_values_for_type(x509.RFC822Name):
+        return "email subjectAltNames are not allowed"
+    if not sans.get_values_for_type(x509.DNSName) and not sans.get_values_for_type(x509.IPAddress):
+        return "DNS or IP subjectAltName is required"
+    return None
 
 
 def _invalid(obj: Any) -> str | None:

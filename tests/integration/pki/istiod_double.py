@@ -2,7 +2,8 @@
 
 It authenticates callers by their bearer token as istiod does, signs the CSR with a test
 CA for the requested lifetime and answers with the chain, leaf first and the root last.
-``delay`` makes it answer late; every call's request and metadata are recorded.
+``delay`` makes it answer late; ``issue`` replaces how it signs (a misbehaving CA);
+every call's request and metadata are recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from scm._proto.istio.v1.auth import ca_pb2, ca_pb2_grpc
 from scm.pki import LocalCA
+from tests.integration.pki.csr_apiserver import Issue
 from tests.tls import TlsFiles
 
 TOKEN = "istio-token-of-shop-web"
@@ -30,10 +32,13 @@ class Call:
 
 
 class IstiodDouble(ca_pb2_grpc.IstioCertificateServiceServicer):
-    def __init__(self, tls: TlsFiles, signing_ca: LocalCA, delay: float = 0.0) -> None:
+    def __init__(
+        self, tls: TlsFiles, signing_ca: LocalCA, delay: float = 0.0, issue: Issue | None = None
+    ) -> None:
         self.tls = tls
         self.signing_ca = signing_ca
         self.delay = delay
+        self.issue = issue or signing_ca.issue
         self.calls: list[Call] = []
         self._server: grpc.aio.Server | None = None
 
@@ -62,6 +67,6 @@ class IstiodDouble(ca_pb2_grpc.IstioCertificateServiceServicer):
         await asyncio.sleep(self.delay)
         csr = x509.load_pem_x509_csr(request.csr.encode())
         lifetime = datetime.timedelta(seconds=request.validity_duration)
-        issued = self.signing_ca.issue(csr, lifetime)
+        issued = self.issue(csr, lifetime)
         chain = [cert.public_bytes(Encoding.PEM).decode() for cert in issued.chain]
         return ca_pb2.IstioCertificateResponse(cert_chain=chain)

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from scm.config import load_settings
 from scm.errors import ConfigError
@@ -18,6 +19,7 @@ from scm.keys import SoftwareKeystore
 from scm.pki import (
     CAUnavailableError,
     CertificateAuthority,
+    InvalidSvidError,
     IstioCA,
     IstioCASettings,
     LocalCA,
@@ -26,10 +28,13 @@ from scm.pki import (
 from tests.integration.pki.istiod_double import TOKEN, IstiodDouble
 from tests.integration.pki.workloads import (
     DAY,
+    SPIFFE_ID,
     assert_verifies_as_workload,
+    forging,
     workload_csr,
     write_bundle,
 )
+from tests.spiffe_check import assert_spiffe_svid
 from tests.tls import TlsFiles, make_tls
 
 ISTIOD = "istiod.istio-system.svc"
@@ -173,3 +178,66 @@ def test_unknown_backend_is_a_config_error(tmp_path: Path) -> None:
     expected = r"ca\.backend 'vault' is not one of local, kubernetes, istio"
     with pytest.raises(ConfigError, match=expected):
         configured_ca(settings, SoftwareKeystore())
+
+
+OTHER_ID = "spiffe://example.org/ns/istio-system/sa/istiod"
+
+
+@pytest.mark.parametrize(
+    ("forged", "message"),
+    [
+        ([x509.UniformResourceIdentifier(OTHER_ID)], f"the leaf names '{OTHER_ID}' instead of"),
+        (
+            [x509.UniformResourceIdentifier(SPIFFE_ID), x509.DNSName("istiod.istio-system.svc")],
+            "the leaf carries DNS name 'istiod.istio-system.svc' that was not asked for",
+        ),
+        (
+            [x509.UniformResourceIdentifier(SPIFFE_ID), x509.UniformResourceIdentifier(OTHER_ID)],
+            "the leaf has 2 URI SANs",
+        ),
+        ([], "the chain does not verify to the trust bundle"),
+    ],
+    ids=["another-san", "extra-dns-san", "extra-uri-san", "another-ca"],
+)
+def test_an_answer_that_is_not_the_requested_svid_is_refused(
+    tls: TlsFiles,
+    signing_ca: LocalCA,
+    signing_keystore: SoftwareKeystore,
+    token_file: Path,
+    tmp_path: Path,
+    forged: list[x509.GeneralName],
+    message: str,
+) -> None:
+    if forged:
+        issue = forging(signing_ca, signing_keystore, forged)
+    else:  # a well-formed SVID, from a CA the bundle does not hold
+        issue = LocalCA.init(tmp_path / "rogue", SoftwareKeystore(), "example.org").issue
+
+    async def scenario(istiod: IstiodDouble, address: str) -> None:
+        settings = _settings(address, tls, token_file, write_bundle(tmp_path, signing_ca))
+        with pytest.raises(InvalidSvidError, match=f"^Istio CA at {address}: {message}"):
+            await IstioCA.from_settings(settings).sign(workload_csr(), DAY)
+
+    async def main() -> None:
+        istiod = IstiodDouble(tls, signing_ca, issue=issue)
+        address = await istiod.start()
+        try:
+            await scenario(istiod, address)
+        finally:
+            await istiod.stop()
+
+    asyncio.run(main())
+
+
+def test_what_istio_issues_is_an_svid_to_the_spiffe_library(
+    tls: TlsFiles, signing_ca: LocalCA, token_file: Path, tmp_path: Path
+) -> None:
+    key = rsa.generate_private_key(65537, 3072)
+
+    async def scenario(istiod: IstiodDouble, address: str) -> None:
+        bundle = write_bundle(tmp_path, signing_ca)
+        ca = IstioCA.from_settings(_settings(address, tls, token_file, bundle))
+        issued = await ca.sign(workload_csr(key), DAY)
+        assert_spiffe_svid(issued.chain, key, ca.trust_bundle(), SPIFFE_ID)
+
+    with_istiod(tls, signing_ca, scenario)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,16 +13,56 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from scm.keys import SoftwareKeystore
-from scm.pki import IssuedCertificate, LocalCA, WorkloadIdentity, build_csr
+from scm.pki import IssuedCertificate, LocalCA, WorkloadIdentity, build_csr, signature_hash
+from scm.pki.svid import LEAF_USAGES, leaf_key_usage
 
 DAY = datetime.timedelta(days=1)
 SPIFFE_ID = "spiffe://example.org/ns/shop/sa/web"
 
 
 @pytest.fixture
-def signing_ca(tmp_path: Path) -> LocalCA:
+def signing_keystore() -> SoftwareKeystore:
+    return SoftwareKeystore()
+
+
+@pytest.fixture
+def signing_ca(tmp_path: Path, signing_keystore: SoftwareKeystore) -> LocalCA:
     """The remote CA's own CA (a real one, its key in memory) that the doubles sign with."""
-    return LocalCA.init(tmp_path / "signing-ca", SoftwareKeystore(), "example.org")
+    return LocalCA.init(tmp_path / "signing-ca", signing_keystore, "example.org")
+
+
+def forging(
+    ca: LocalCA, keystore: SoftwareKeystore, sans: list[x509.GeneralName]
+) -> Callable[[x509.CertificateSigningRequest, datetime.timedelta], IssuedCertificate]:
+    """A CA gone wrong: it signs the CSR's key with ``sans`` instead of what was asked."""
+
+    def issue(csr: x509.CertificateSigningRequest, ttl: datetime.timedelta) -> IssuedCertificate:
+        now = datetime.datetime.now(datetime.UTC)
+        key = csr.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey)
+        leaf = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(ca.certificate.subject)
+            .public_key(key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + ttl)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(leaf_key_usage(key), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(sorted(LEAF_USAGES, key=str)), critical=False)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                    ca.certificate.public_key()  # type: ignore[arg-type]
+                ),
+                critical=False,
+            )
+        )
+        signer = keystore.signer(ca.key_label)
+        return IssuedCertificate([leaf.sign(signer, signature_hash(signer)), *ca.chain])
+
+    return issue
 
 
 def workload_csr(
