@@ -238,7 +238,7 @@ def test_check_svid_refuses_another_id_key_or_dns_name(ca: LocalCA) -> None:
         check_svid(issued.chain, bundle, "spiffe://example.org/ns/shop/sa/db")
     with pytest.raises(InvalidSvidError, match="certifies another key"):
         check_svid(issued.chain, bundle, ID, ec.generate_private_key(ec.SECP256R1()).public_key())
-    with pytest.raises(InvalidSvidError, match=r"DNS name 'a\.svc\.example\.org' that was not asked"):
+    with pytest.raises(InvalidSvidError, match=r"'a\.svc\.example\.org' that was not asked"):
         check_svid(issued.chain, bundle, ID, P256.public_key(), allowed_dns=())
 
 
