@@ -17,6 +17,7 @@ from scm.sds.issuer import CertificateIssuer
 from scm.sds.monitor import start_monitor
 from scm.sds.render import SecretRenderer
 from scm.sds.renewal import Backoff, Renewer
+from scm.sds.rootwatch import follow_trust_bundle
 from scm.sds.server import SdsServer, ServerOptions
 from scm.sds.store import SecretStore
 
@@ -88,6 +89,7 @@ async def running(
     await server.start()
     runner: web.AppRunner | None = None
     renewal: asyncio.Task[None] | None = None
+    roots: asyncio.Task[None] | None = None
     try:
         port = None
         if http:
@@ -95,12 +97,14 @@ async def running(
             port = _bound_port(runner)
         if issuer is not None:
             renewal = asyncio.create_task(Renewer(store, issuer, backoff).run(), name="renewal")
+            roots = asyncio.create_task(follow_trust_bundle(store, issuer.ca), name="rootca")
         yield Running(server, port)
     finally:
-        if renewal is not None:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+        for task in (renewal, roots):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if runner is not None:
             await runner.cleanup()
         await server.stop()
