@@ -79,16 +79,19 @@ def init_command(
 
 
 @ca_group.command("show")
-@click.option("--pem", is_flag=True, help="Print the CA certificate chain as PEM.")
+@click.option(
+    "--pem", is_flag=True, help="Print the trust bundle of the configured CA (ca.backend) as PEM."
+)
 @pass_cli
 def show_command(cli: CliContext, pem: bool) -> None:
-    """The CA's certificate and trust domain."""
+    """The local CA's certificate and trust domain, or the configured CA's roots."""
     with keystore(cli) as store:
+        if pem:
+            # Exactly the roots ROOTCA serves: what relying parties should trust.
+            for cert in configured_ca(cli.settings, store).trust_bundle():
+                click.echo(cert.public_bytes(serialization.Encoding.PEM).decode(), nl=False)
+            return
         ca = load_local_ca(cli.settings, store)
-    if pem:
-        for cert in ca.chain:
-            click.echo(cert.public_bytes(serialization.Encoding.PEM).decode(), nl=False)
-        return
     cert = ca.certificate
     click.echo(f"subject:      {cert.subject.rfc4514_string()}")
     click.echo(f"issuer:       {cert.issuer.rfc4514_string()}")

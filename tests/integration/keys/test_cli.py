@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from scm.pki import WorkloadIdentity, build_csr, csr_to_pem
+from tests.certs import TestCA, cert_pem, key_pem
 from tests.tls import make_tls
 
 SCM = shutil.which("scm", path=str(Path(sys.executable).parent)) or "scm"
@@ -136,3 +137,29 @@ def test_ca_issue_asks_the_configured_remote_ca(scm, tmp_path: Path) -> None:  #
     _fails(scm("ca", "issue", "--csr", str(csr), **istio), 69, f"127.0.0.1:{port} is unavailable")
     kubernetes = {"SCM_CA_BACKEND": "kubernetes", "SCM_KUBERNETES_CA_SIGNER_NAME": "x.io/y"}
     _fails(scm("ca", "issue", "--csr", str(csr), **kubernetes), 78, "trust_bundle_file is not set")
+
+
+def test_ca_show_pem_prints_exactly_the_configured_roots(scm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # An intermediate under an operator's root: the root is what peers trust, not the chain.
+    root = TestCA("operator root")
+    (tmp_path / "root.pem").write_bytes(cert_pem(root.certificate))
+    (tmp_path / "root-key.pem").write_bytes(key_pem(root.key))
+    parent = (
+        "--parent-cert",
+        str(tmp_path / "root.pem"),
+        "--parent-key",
+        str(tmp_path / "root-key.pem"),
+    )
+    assert scm("ca", "init", "--trust-domain", "example.org", *parent).returncode == 0
+    shown = scm("ca", "show", "--pem")
+    assert x509.load_pem_x509_certificates(shown.stdout.encode()) == [root.certificate]
+    # A remote backend: its trust bundle file, whatever the local CA is.
+    roots = tmp_path / "mesh-roots.pem"
+    roots.write_bytes(cert_pem(TestCA("a").certificate) + cert_pem(TestCA("b").certificate))
+    istio = {
+        "SCM_CA_BACKEND": "istio",
+        "SCM_ISTIO_CA_ROOT_CERT_FILE": str(make_tls(tmp_path).ca),
+        "SCM_ISTIO_CA_TRUST_BUNDLE_FILE": str(roots),
+    }
+    shown = scm("ca", "show", "--pem", **istio)
+    assert shown.stdout.encode() == roots.read_bytes()
