@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from scm.pki.csr_evidence import CsrEvidence, add_evidence
 from scm.pki.errors import CertificateRequestError
+from scm.pki.svid import (
+    LEAF_EXTENDED_KEY_USAGE,
+    SPIFFE_SCHEME,
+    check_spiffe_id,
+    check_trust_domain,
+    leaf_key_usage,
+)
 
-SPIFFE_SCHEME = "spiffe://"
-# The SPIFFE ID standard: lowercase letters, digits, dots, dashes and underscores, 255 at most.
-_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
-
-
-def check_trust_domain(value: str) -> str:
-    """``value`` when it is a SPIFFE trust domain name; CertificateRequestError otherwise."""
-    if not _TRUST_DOMAIN.fullmatch(value):
-        raise CertificateRequestError(
-            f"invalid trust domain {value!r}: use lowercase letters, digits, '.', '-' and '_'"
-        )
-    return value
+__all__ = ["SPIFFE_SCHEME", "WorkloadIdentity", "build_csr", "check_trust_domain", "signature_hash"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +37,7 @@ class WorkloadIdentity:
             if not value or "/" in value or not value.isprintable() or " " in value:
                 raise CertificateRequestError(f"invalid {name.replace('_', ' ')} {value!r}")
         object.__setattr__(self, "dns_names", tuple(self.dns_names))
+        check_spiffe_id(self.spiffe_id)
 
     @property
     def spiffe_id(self) -> str:
@@ -71,31 +66,13 @@ def build_csr(
     """
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.spiffe_id)]
     sans += [x509.DNSName(name) for name in identity.dns_names]
-    is_rsa = isinstance(private_key, rsa.RSAPrivateKey)
+    public_key = private_key.public_key()
     builder = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([]))
         .add_extension(x509.SubjectAlternativeName(sans), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(leaf_key_usage(public_key), critical=True)
+        .add_extension(LEAF_EXTENDED_KEY_USAGE, critical=False)
     )
     if evidence is not None:
         builder = add_evidence(builder, evidence)

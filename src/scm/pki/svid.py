@@ -31,9 +31,11 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from scm.errors import InputError
 from scm.pki.errors import CertificateRequestError, InvalidSvidError
-from scm.pki.identity import SPIFFE_SCHEME, check_trust_domain
 
+SPIFFE_SCHEME = "spiffe://"
 SPIFFE_ID_MAX = 2048  # bytes, per the SPIFFE ID specification
+# Lowercase letters, digits, dots, dashes and underscores, 255 at most.
+_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
 _SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _SHOWN = 80  # how much of a hostile value an error message repeats
@@ -41,6 +43,7 @@ _SHOWN = 80  # how much of a hostile value an error message repeats
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 LEAF_USAGES = frozenset({SERVER_AUTH, CLIENT_AUTH})
+LEAF_EXTENDED_KEY_USAGE = x509.ExtendedKeyUsage([SERVER_AUTH, CLIENT_AUTH])
 _USAGE_NAMES = {SERVER_AUTH: "serverAuth", CLIENT_AUTH: "clientAuth"}
 _STRONG_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 _CURVES = (ec.SECP256R1, ec.SECP384R1)
@@ -52,6 +55,15 @@ PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 def _shown(value: str) -> str:
     text = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
     return repr(text)
+
+
+def check_trust_domain(value: str) -> str:
+    """``value`` when it is a SPIFFE trust domain name; CertificateRequestError otherwise."""
+    if not _TRUST_DOMAIN.fullmatch(value):
+        raise CertificateRequestError(
+            f"invalid trust domain {value!r}: use lowercase letters, digits, '.', '-' and '_'"
+        )
+    return value
 
 
 def spiffe_id_problem(value: str) -> str | None:
@@ -248,7 +260,7 @@ def leaf_builder(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(leaf_key_usage(request.public_key), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([SERVER_AUTH, CLIENT_AUTH]), critical=False)
+        .add_extension(LEAF_EXTENDED_KEY_USAGE, critical=False)
         # An empty subject makes the SAN extension critical (RFC 5280 4.2.1.6).
         .add_extension(x509.SubjectAlternativeName(sans), critical=True)
         .add_extension(

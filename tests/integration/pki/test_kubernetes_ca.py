@@ -246,6 +246,26 @@ def test_configured_in_cluster_with_the_service_account(
             },
             "cannot read kubernetes_ca.trust_bundle_file /nonexistent/root.pem",
         ),
+        # Signers and usages no real signer would sign an SVID with.
+        (
+            {"SCM_KUBERNETES_CA_SIGNER_NAME": "kubernetes.io/kubelet-serving"},
+            "cannot issue SPIFFE X.509-SVIDs: it forbids URI SANs",
+        ),
+        (
+            {"SCM_KUBERNETES_CA_SIGNER_NAME": "kubernetes.io/kube-apiserver-client-kubelet"},
+            "cannot issue SPIFFE X.509-SVIDs: it signs only node client certificates",
+        ),
+        (
+            {
+                "SCM_KUBERNETES_CA_SIGNER_NAME": CLIENT_SIGNER,
+                "SCM_KUBERNETES_CA_USAGES": "client auth, server auth",
+            },
+            f"kubernetes_ca.usages: signer {CLIENT_SIGNER} refuses server auth",
+        ),
+        (
+            {"SCM_KUBERNETES_CA_SIGNER_NAME": SIGNER, "SCM_KUBERNETES_CA_USAGES": "client"},
+            "kubernetes_ca.usages: client is not a Kubernetes usage",
+        ),
     ],
 )
 def test_incomplete_settings_are_one_line_config_errors(
@@ -354,41 +374,6 @@ def test_server_auth_for_kube_apiserver_client_fails_as_the_real_signer_fails_it
 
     with_server(tmp_path, tls, signing_ca, "issue", scenario)
     assert "could not delete" not in caplog.text
-
-
-@pytest.mark.parametrize(
-    ("environ", "message"),
-    [
-        (
-            {"SCM_KUBERNETES_CA_SIGNER_NAME": "kubernetes.io/kubelet-serving"},
-            "cannot issue SPIFFE X.509-SVIDs: it forbids URI SANs",
-        ),
-        (
-            {"SCM_KUBERNETES_CA_SIGNER_NAME": "kubernetes.io/kube-apiserver-client-kubelet"},
-            "cannot issue SPIFFE X.509-SVIDs: it signs only node client certificates",
-        ),
-        (
-            {
-                "SCM_KUBERNETES_CA_SIGNER_NAME": CLIENT_SIGNER,
-                "SCM_KUBERNETES_CA_USAGES": "client auth, server auth",
-            },
-            f"kubernetes_ca.usages: signer {CLIENT_SIGNER} refuses server auth",
-        ),
-        (
-            {"SCM_KUBERNETES_CA_SIGNER_NAME": SIGNER, "SCM_KUBERNETES_CA_USAGES": "client"},
-            "kubernetes_ca.usages: client is not a Kubernetes usage",
-        ),
-    ],
-    ids=["kubelet-serving", "kubelet-client", "client-signer-server-auth", "unknown-usage"],
-)
-def test_usages_no_signer_would_accept_are_config_errors(
-    tmp_path: Path, environ: dict[str, str], message: str
-) -> None:
-    settings = load_settings(
-        environ={"SCM_STATE_DIR": str(tmp_path), "SCM_CA_BACKEND": "kubernetes", **environ}
-    )
-    with pytest.raises(ConfigError, match=message):
-        configured_ca(settings, SoftwareKeystore())
 
 
 def test_custom_usages_are_sent_and_their_auth_usages_required(

@@ -14,7 +14,7 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from scm.keys import SoftwareKeystore
 from scm.pki import IssuedCertificate, LocalCA, WorkloadIdentity, build_csr, signature_hash
-from scm.pki.svid import LEAF_USAGES, leaf_key_usage
+from scm.pki.svid import LEAF_EXTENDED_KEY_USAGE, leaf_key_usage
 
 DAY = datetime.timedelta(days=1)
 SPIFFE_ID = "spiffe://example.org/ns/shop/sa/web"
@@ -50,7 +50,7 @@ def forging(
             .not_valid_after(now + ttl)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(leaf_key_usage(key), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(sorted(LEAF_USAGES, key=str)), critical=False)
+            .add_extension(LEAF_EXTENDED_KEY_USAGE, critical=False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=True)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(
