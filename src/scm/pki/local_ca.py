@@ -25,7 +25,7 @@ from scm.pki.attested import CAAttestationSettings
 from scm.pki.authority import IssuedCertificate
 from scm.pki.errors import CAExistsError, CANotFoundError
 from scm.pki.identity import check_trust_domain, signature_hash
-from scm.pki.svid import SvidPolicy, leaf_builder
+from scm.pki.svid import SvidPolicy, dns_name_allowed, leaf_builder
 from scm.pki.ttl import parse_ttl
 
 CA_VALIDITY = datetime.timedelta(days=3650)
@@ -61,6 +61,9 @@ class CASettings(CAAttestationSettings):
             check_trust_domain(self.trust_domain)
         except InputError as exc:
             raise ConfigError(f"ca.trust_domain: {exc}") from None
+        for suffix in self.dns_suffixes:
+            if not dns_name_allowed(suffix.strip(".").lower(), [suffix]):
+                raise ConfigError(f"ca.dns_suffixes: {suffix!r} is not a DNS name")
 
 
 def _key_usage(*, signer: bool, ca: bool) -> x509.KeyUsage:

@@ -101,6 +101,12 @@ def test_bad_input(tmp: Path, args: tuple[str, ...], code: int, message: str) ->
         ),
         ({"SCM_CA_KEY_TYPE": "dsa"}, ("ca", "init"), 78, "ca.key_type 'dsa' is not one of"),
         ({"SCM_CA_MAX_TTL": "forever"}, ("ca", "show"), 78, "ca.max_ttl: invalid duration"),
+        (
+            {"SCM_CA_DNS_SUFFIXES": "svc.cluster.local, *.example.org"},
+            ("ca", "show"),
+            78,
+            "ca.dns_suffixes: '*.example.org' is not a DNS name",
+        ),
         # kube: values that would spin the loops or cannot be bound.
         (
             {"SCM_KUBE_POLL_INTERVAL": "-1"},
