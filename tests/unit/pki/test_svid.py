@@ -33,7 +33,7 @@ def csr(
     sans: list[x509.GeneralName] | None = None,
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey = P256,
     subject: x509.Name | None = None,
-    extensions: list[x509.ExtensionType] = (),  # type: ignore[assignment]
+    extensions: tuple[x509.ExtensionType, ...] = (),
 ) -> x509.CertificateSigningRequest:
     builder = x509.CertificateSigningRequestBuilder().subject_name(subject or x509.Name([]))
     sans = [x509.UniformResourceIdentifier(ID)] if sans is None else sans
@@ -158,16 +158,16 @@ def test_a_leaf_follows_the_profile_and_is_an_svid_to_the_spiffe_library(ca: Loc
         (csr(key=rsa.generate_private_key(65537, 1024)), "key is RSA-1024"),
         (csr(key=ec.generate_private_key(ec.SECP521R1())), "uses curve secp521r1"),
         (csr(key=ed25519.Ed25519PrivateKey.generate()), "Ed25519PublicKey key"),
-        (csr(extensions=[x509.BasicConstraints(ca=True, path_length=None)]), "CA:TRUE"),
+        (csr(extensions=(x509.BasicConstraints(ca=True, path_length=None),)), "CA:TRUE"),
         (
-            csr(extensions=[x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])]),
+            csr(extensions=(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),)),
             "extended key usage 1.3.6.1.5.5.7.3.3",
         ),
         (
             csr(
-                extensions=[
-                    x509.KeyUsage(True, False, False, False, False, True, False, False, False)
-                ]
+                extensions=(
+                    x509.KeyUsage(True, False, False, False, False, True, False, False, False),
+                )
             ),
             "certificate or CRL signing",
         ),

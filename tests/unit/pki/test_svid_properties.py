@@ -35,6 +35,7 @@ KEYS: list[tuple[bool, PrivateKey]] = [
     (True, ec.generate_private_key(ec.SECP384R1())),
     (True, rsa.generate_private_key(65537, 2048)),
     (True, rsa.generate_private_key(65537, 3072)),
+    (True, rsa.generate_private_key(65537, 4096)),
     (False, ec.generate_private_key(ec.SECP521R1())),
     (False, ec.generate_private_key(ec.SECP256K1())),
     (False, rsa.generate_private_key(65537, 1024)),
