@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from scm.pki import WorkloadIdentity, build_csr, csr_to_pem
@@ -87,6 +87,35 @@ def test_ca_init_show_issue(scm, tmp_path: Path) -> None:  # type: ignore[no-unt
         csr_to_pem(build_csr(foreign, ec.generate_private_key(ec.SECP256R1())))
     )
     _fails(scm("ca", "issue", "--csr", str(tmp_path / "bad.csr")), 65, "outside trust domain")
+    # What an attacker with CSR access tried: a masters subject and someone else's host name.
+    masters = x509.Name(
+        [
+            x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "system:masters"),
+            x509.NameAttribute(x509.NameOID.COMMON_NAME, "admin"),
+        ]
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    for name, sans in (
+        ("masters", [x509.UniformResourceIdentifier(identity.spiffe_id)]),
+        (
+            "google",
+            [x509.UniformResourceIdentifier(identity.spiffe_id), x509.DNSName("www.google.com")],
+        ),
+    ):
+        request = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(masters)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        (tmp_path / f"{name}.csr").write_bytes(csr_to_pem(request))
+    issued = scm("ca", "issue", "--csr", str(tmp_path / "masters.csr"))
+    assert x509.load_pem_x509_certificates(issued.stdout.encode())[0].subject == x509.Name([])
+    _fails(
+        scm("ca", "issue", "--csr", str(tmp_path / "google.csr")),
+        65,
+        "DNS name 'www.google.com' is not signed: [ca] dns_suffixes is empty",
+    )
     _fails(scm("ca", "init"), 73, "a CA exists already")
     _fails(scm("ca", "issue", "--csr", str(tmp_path / "ok.csr"), "--ttl", "soon"), 65, "duration")
 
