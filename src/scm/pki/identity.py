@@ -10,13 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from scm.pki.csr_evidence import CsrEvidence, add_evidence
 from scm.pki.errors import CertificateRequestError
-from scm.pki.svid import (
-    LEAF_EXTENDED_KEY_USAGE,
-    SPIFFE_SCHEME,
-    check_spiffe_id,
-    check_trust_domain,
-    leaf_key_usage,
-)
+from scm.pki.spiffe_id import SPIFFE_SCHEME, check_spiffe_id, check_trust_domain
+from scm.pki.svid import LEAF_EXTENDED_KEY_USAGE, leaf_key_usage
 
 __all__ = ["SPIFFE_SCHEME", "WorkloadIdentity", "build_csr", "check_trust_domain", "signature_hash"]
 

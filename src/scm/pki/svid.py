@@ -7,8 +7,9 @@ certificate (both through :func:`check_svid`).
 
 The rules (SPIFFE X.509-SVID and SPIFFE ID specifications, narrowed where scm is stricter):
 
-- exactly one URI SAN, a valid SPIFFE ID with a path; other SANs are DNS names only, and
-  the local CA signs those only under ``[ca] dns_suffixes`` (none when that is empty);
+- exactly one URI SAN, a valid SPIFFE ID with a path (:mod:`scm.pki.spiffe_id`); other
+  SANs are DNS names only, and the local CA signs those only under ``[ca] dns_suffixes``
+  (none when that is empty);
 - CA:FALSE; key usage digitalSignature (plus keyEncipherment for RSA) and never
   keyCertSign or cRLSign; extended key usage serverAuth and clientAuth;
 - keys P-256, P-384 or RSA of 2048 to 4096 bits; signatures with SHA-256 or stronger;
@@ -31,14 +32,9 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from scm.errors import InputError
 from scm.pki.errors import CertificateRequestError, InvalidSvidError
+from scm.pki.spiffe_id import check_spiffe_id, shown, spiffe_id_problem, trust_domain_of
 
-SPIFFE_SCHEME = "spiffe://"
-SPIFFE_ID_MAX = 2048  # bytes, per the SPIFFE ID specification
-# Lowercase letters, digits, dots, dashes and underscores, 255 at most.
-_TRUST_DOMAIN = re.compile(r"[a-z0-9._-]{1,255}")
-_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
-_SHOWN = 80  # how much of a hostile value an error message repeats
 
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
@@ -50,61 +46,6 @@ _CURVES = (ec.SECP256R1, ec.SECP384R1)
 RSA_BITS = (2048, 4096)
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
-
-
-def _shown(value: str) -> str:
-    text = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
-    return repr(text)
-
-
-def check_trust_domain(value: str) -> str:
-    """``value`` when it is a SPIFFE trust domain name; CertificateRequestError otherwise."""
-    if not _TRUST_DOMAIN.fullmatch(value):
-        raise CertificateRequestError(
-            f"invalid trust domain {value!r}: use lowercase letters, digits, '.', '-' and '_'"
-        )
-    return value
-
-
-def spiffe_id_problem(value: str) -> str | None:
-    """Why ``value`` is not a SPIFFE ID naming a workload, or None when it is one."""
-    if len(value.encode()) > SPIFFE_ID_MAX:
-        return f"is longer than {SPIFFE_ID_MAX} bytes"
-    if not value.startswith(SPIFFE_SCHEME):
-        return "does not start with spiffe:// (lowercase)"
-    if "?" in value or "#" in value:
-        return "has a query or fragment"
-    authority, slash, path = value[len(SPIFFE_SCHEME) :].partition("/")
-    if "@" in authority:
-        return "has userinfo"
-    if ":" in authority:
-        return "has a port"
-    try:
-        check_trust_domain(authority)
-    except InputError:
-        return "has a trust domain that is not lowercase letters, digits, '.', '-' and '_'"
-    if not slash or not path:
-        return "has no path (it names a trust domain, not a workload)"
-    for segment in path.split("/"):
-        if not segment:
-            return "has an empty path segment"
-        if segment in (".", ".."):
-            return "has a '.' or '..' path segment"
-        if not _SEGMENT.fullmatch(segment):
-            return "has a path segment that is not letters, digits, '.', '-' and '_'"
-    return None
-
-
-def check_spiffe_id(value: str) -> str:
-    """``value`` when it is a workload SPIFFE ID; CertificateRequestError naming why not."""
-    problem = spiffe_id_problem(value)
-    if problem is not None:
-        raise CertificateRequestError(f"SPIFFE ID {_shown(value)} {problem}")
-    return value
-
-
-def trust_domain_of(spiffe_id: str) -> str:
-    return spiffe_id[len(SPIFFE_SCHEME) :].partition("/")[0]
 
 
 def key_problem(key: object) -> str | None:
@@ -170,7 +111,7 @@ class SvidPolicy:
         spiffe_id = check_spiffe_id(uris[0])
         if trust_domain_of(spiffe_id) != self.trust_domain:
             raise CertificateRequestError(
-                f"SPIFFE ID {_shown(spiffe_id)} is outside trust domain {self.trust_domain}"
+                f"SPIFFE ID {shown(spiffe_id)} is outside trust domain {self.trust_domain}"
             )
         dns_names: list[str] = []
         for san in sans:
@@ -185,11 +126,11 @@ class SvidPolicy:
     def _check_dns(self, name: str) -> str:
         if not self.dns_suffixes:
             raise CertificateRequestError(
-                f"DNS name {_shown(name)} is not signed: [ca] dns_suffixes is empty"
+                f"DNS name {shown(name)} is not signed: [ca] dns_suffixes is empty"
             )
         if not dns_name_allowed(name.lower(), self.dns_suffixes):
             raise CertificateRequestError(
-                f"DNS name {_shown(name)} is not under [ca] dns_suffixes "
+                f"DNS name {shown(name)} is not under [ca] dns_suffixes "
                 f"({', '.join(self.dns_suffixes)})"
             )
         return name.lower()
@@ -316,14 +257,14 @@ def _svid_problem(
     if len(uris) != 1:
         return f"the leaf has {len(uris)} URI SANs instead of exactly one SPIFFE ID"
     if (id_problem := spiffe_id_problem(uris[0])) is not None:
-        return f"the leaf's SPIFFE ID {_shown(uris[0])} {id_problem}"
+        return f"the leaf's SPIFFE ID {shown(uris[0])} {id_problem}"
     if expected_spiffe_id is not None and uris[0] != expected_spiffe_id:
-        return f"the leaf names {_shown(uris[0])} instead of {expected_spiffe_id}"
+        return f"the leaf names {shown(uris[0])} instead of {expected_spiffe_id}"
     allowed = None if allowed_dns is None else {name.lower() for name in allowed_dns}
     for san in sans:
         if isinstance(san, x509.DNSName):
             if allowed is not None and san.value.lower() not in allowed:
-                return f"the leaf carries DNS name {_shown(san.value)} that was not asked for"
+                return f"the leaf carries DNS name {shown(san.value)} that was not asked for"
         elif not isinstance(san, x509.UniformResourceIdentifier):
             return f"the leaf carries a {type(san).__name__} SAN"
     return _leaf_extension_problem(leaf) or _key_and_time_problem(chain, expected_key)

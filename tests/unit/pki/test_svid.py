@@ -14,7 +14,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scm.keys import SoftwareKeystore
 from scm.pki import CertificateRequestError, InvalidSvidError, LocalCA, check_svid
-from scm.pki.svid import SvidPolicy, spiffe_id_problem
+from scm.pki.spiffe_id import spiffe_id_problem
+from scm.pki.svid import SvidPolicy
 from tests.spiffe_check import assert_spiffe_svid
 
 DAY = datetime.timedelta(days=1)
