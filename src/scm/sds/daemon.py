@@ -50,6 +50,7 @@ class SdsSettings:
     key_mode: str = "hsm"
     cert_ttl: str = "24h"
     grace_ratio: float = 0.5
+    key_pool: int = 2  # token keys made ahead of time (hsm key mode), for fast cold issuance
     trust_domain: str | None = None
     namespace: str = "default"
     service_account: str = "default"
@@ -95,15 +96,21 @@ async def running(
             port = _bound_port(runner)
         if issuer is not None:
             renewal = asyncio.create_task(Renewer(store, issuer, backoff).run(), name="renewal")
+            await issuer.start_pool()
         yield Running(server, port)
     finally:
-        if renewal is not None:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
-        if runner is not None:
-            await runner.cleanup()
-        await server.stop()
+        # Each step runs whatever the previous one raised: the socket is always removed.
+        try:
+            if renewal is not None:
+                renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewal
+            if issuer is not None:
+                await issuer.aclose()
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            await server.stop()
 
 
 @contextlib.contextmanager
