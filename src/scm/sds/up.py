@@ -2,10 +2,10 @@
 
 Everything it keeps (the embedded token, the local CA, the records, the socket, Envoy's
 files) lives under ``<state dir>/up/``, apart from a production ``scm sds serve`` using
-the same state directory. Starts, in this order (Envoy's reconnect backoff would otherwise delay readiness): the
-embedded SoftHSM token, the local CA (created under the state directory on first use),
-the SDS server with issuance, its HTTP monitor, then Envoy with a TLS listener whose
-certificate (``default``) and trust bundle (``ROOTCA``) come over SDS. It waits until
+the same state directory. Starts, in this order (Envoy's reconnect backoff would
+otherwise delay readiness): the embedded SoftHSM token, the local CA (created there on
+first use), the SDS server with issuance, its HTTP monitor, then Envoy with a TLS
+listener whose certificate (``default``) and trust bundle (``ROOTCA``) come over SDS. It waits until
 Envoy serves the issued certificate, says what runs and how to try it, and runs until
 SIGINT or SIGTERM; then it stops Envoy and the server and removes the socket.
 
