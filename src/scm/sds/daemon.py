@@ -140,11 +140,17 @@ async def serve_until_stopped(
     http: tuple[str, int] | None,
     issuer: CertificateIssuer | None = None,
 ) -> None:
-    """Serve until a stop signal; everything started here is stopped here."""
-    async with running(store, renderer, options, http, issuer):
-        names = ", ".join(s.name for s in store) or "nothing yet"
-        log.info("SDS serving %s on %s", names, ", ".join(str(u.path) for u in options.unix))
-        await wait_for_stop_signal()
+    """Serve until a stop signal; everything started here is stopped here.
+
+    The signal handlers are in place before anything starts, so a SIGTERM that arrives
+    while the server is starting still ends it cleanly (exit 0, socket removed).
+    """
+    stop = asyncio.Event()
+    with on_stop_signal(stop.set):
+        async with running(store, renderer, options, http, issuer):
+            names = ", ".join(s.name for s in store) or "nothing yet"
+            log.info("SDS serving %s on %s", names, ", ".join(str(u.path) for u in options.unix))
+            await stop.wait()
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -31,6 +31,7 @@ import os
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from cryptography import x509
@@ -137,19 +138,25 @@ class CertificateIssuer:
         :class:`IssuanceError` raised.
         """
         started = time.perf_counter()
-        label: str | None = None
+        made: list[str] = []  # filled by the worker thread, so known even if cancelled
+        committed: list[IssuedRecord] = []
         try:
-            label = await asyncio.to_thread(self._take_key)
+            await _to_the_end(self._take_key, made)
+            label = made[0]
             pause_point("sds.issue.key-made")
             csr = await asyncio.to_thread(self._csr, label)
             issued = await self.ca.sign(csr, self.policy.ttl)
             pause_point("sds.issue.signed")
             anchor = anchor_fingerprint(await asyncio.to_thread(self.ca.trust_bundle))
-            record = await asyncio.to_thread(self._commit, label, tuple(issued.chain), anchor)
+            await _to_the_end(self._commit, committed, label, tuple(issued.chain), anchor)
+            record = committed[0]
         except BaseException as exc:
+            if committed:  # cancelled once recorded: the record and its key stand
+                self._set_current(committed[0])
+                raise
             # nothing half-created: a key without a recorded certificate is useless
-            if label is not None:
-                await asyncio.to_thread(self._discard, label)
+            for label in made:
+                await _to_the_end(self._discard, label)
             if isinstance(exc, Exception):
                 raise self._failed(exc) from exc
             raise
@@ -218,13 +225,10 @@ class CertificateIssuer:
         self.health.next_renewal = self.renew_at(record)
         self.first_issued.set()
 
-    def _take_key(self) -> str:
-        """A key for one issuance: from the pool, else made now (listed in progress first)."""
-        if self.pool is not None:
-            label = self.pool.take()
-            if label is not None:
-                return label
-        return self._make_key()
+    def _take_key(self, made: list[str]) -> None:
+        """A key for one issuance, into ``made``: from the pool, else made now."""
+        label = self.pool.take() if self.pool is not None else None
+        made.append(label if label is not None else self._make_key())
 
     def _csr(self, label: str) -> x509.CertificateSigningRequest:
         return build_csr(self.identity, self.keys.keystore.signer(label))
@@ -255,8 +259,15 @@ class CertificateIssuer:
         self.keys.keystore.generate(label, self.policy.key_type)
         return label
 
-    def _commit(self, label: str, chain: tuple[x509.Certificate, ...], anchor: str) -> IssuedRecord:
-        """Record the new credential, retiring the previous key, in one locked step."""
+    def _commit(
+        self,
+        committed: list[IssuedRecord],
+        label: str,
+        chain: tuple[x509.Certificate, ...],
+        anchor: str,
+    ) -> None:
+        """Record the new credential (into ``committed`` too), retiring the previous key,
+        in one locked step."""
         with self.records.locked():
             previous = self.records.load(DEFAULT) or self.current
             retired: tuple[RetiredKey, ...] = ()
@@ -276,9 +287,9 @@ class CertificateIssuer:
                 anchor_fingerprint=anchor,
             )
             self.records.save(DEFAULT, record)
+            committed.append(record)
             if self.keys.mode == HSM:
                 self._forget_in_progress({label})
-        return record
 
     def _discard(self, label: str) -> None:
         """Delete a key whose issuance failed, and its in-progress entry if possible."""
@@ -375,6 +386,17 @@ def describe_failure(exc: Exception, state_directory: object) -> str:
     else:
         text = f"internal error ({type(exc).__name__}: {exc})"
     return " ".join(text.split())[:500]
+
+
+async def _to_the_end(fn: Callable[..., None], *args: object) -> None:
+    """Run ``fn`` in a thread; if cancelled meanwhile, let it finish before re-raising, so
+    its effect (a key made, a record written) is known to the caller's cleanup."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
 
 
 def _alive(pid: int) -> bool:
