@@ -123,7 +123,10 @@ class CertificateIssuer:
         """The recorded credential if it is still right to serve, else a newly issued one."""
         if not self._swept:
             await asyncio.to_thread(self._sweep)
-        record = await asyncio.to_thread(self._usable_record)
+        try:
+            record = await asyncio.to_thread(self._usable_record)
+        except Exception as exc:  # the CA's bundle or the token could not be read
+            raise self._failed(exc) from exc
         if record is None:
             record = await self.issue()
         else:
@@ -289,7 +292,10 @@ class CertificateIssuer:
             self.records.save(DEFAULT, record)
             committed.append(record)
             if self.keys.mode == HSM:
-                self._forget_in_progress({label})
+                try:
+                    self._forget_in_progress({label})
+                except OSError as exc:  # harmless: the sweep spares keys a record holds
+                    log.debug("could not update the keys in progress: %s", exc)
 
     def _discard(self, label: str) -> None:
         """Delete a key whose issuance failed, and its in-progress entry if possible."""

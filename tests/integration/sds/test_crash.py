@@ -4,7 +4,6 @@ the token holds no key that no record accounts for."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -80,13 +79,15 @@ def test_kill_9_during_issuance_or_renewal_then_the_next_start_serves(
     ca_labels = token_labels(state)
 
     crashing = serve(state, socket_path, point)
+    paused = threading.Event()
     try:
         wait_for(socket_path.is_socket, what="the SDS socket")
         # the first request starts issuance; a renewal follows 3 s later (6 s lifetime)
-        first = threading.Thread(target=_fetch_quietly, args=(socket_path,), daemon=True)
+        first = threading.Thread(target=_ask_until, args=(socket_path, paused), daemon=True)
         first.start()
         wait_until_paused(crashing, point)
     finally:
+        paused.set()
         crashing.send_signal(signal.SIGKILL)
         crashing.wait(30)
 
@@ -109,7 +110,12 @@ def test_kill_9_during_issuance_or_renewal_then_the_next_start_serves(
     assert token_labels(state) - ca_labels <= record.labels()
 
 
-def _fetch_quietly(socket_path: Path) -> None:
-    # the server is paused, then killed: no answer is expected
-    with contextlib.suppress(Exception):
-        fetch_secret(socket_path, DEFAULT)
+def _ask_until(socket_path: Path, stop: threading.Event) -> None:
+    """Request ``default`` until one is answered or ``stop`` (a request can come too
+    early for the server, or time out on a loaded machine: ask again)."""
+    while not stop.is_set():
+        try:
+            fetch_secret(socket_path, DEFAULT)
+            return
+        except Exception:  # not ready yet, or paused: no answer is expected then
+            stop.wait(0.2)
