@@ -20,7 +20,7 @@ from scm.sds import DEFAULT
 from scm.sds.pausepoints import PAUSE_ENV
 from scm.sds.records import CredentialRecords
 from tests.integration.sds.client import fetch_secret
-from tests.integration.sds.harness import wait_for
+from tests.integration.sds.harness import stop_cleanly, wait_for
 from tests.integration.sds.test_cli import SCM
 
 
@@ -98,11 +98,7 @@ def test_kill_9_during_issuance_or_renewal_then_the_next_start_serves(
         leaf = verifies(secret, state / "ca" / "ca.pem")
         assert leaf.not_valid_after_utc > leaf.not_valid_before_utc
     finally:
-        restarted.send_signal(signal.SIGTERM)
-        _, stderr = restarted.communicate(timeout=30)
-    assert restarted.returncode == 0, stderr
-    assert "Traceback" not in stderr
-    assert not socket_path.exists()
+        stop_cleanly(restarted, socket_path)
 
     record = CredentialRecords(state / "sds").load(DEFAULT)
     assert record is not None

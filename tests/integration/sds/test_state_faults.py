@@ -6,10 +6,14 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import json
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -25,8 +29,10 @@ from scm.sds.monitor import readiness_problem
 from scm.sds.records import CredentialRecords
 from scm.sds.renewal import Backoff
 from tests.certs import cert_pem
-from tests.integration.sds.harness import Envoy, ServerThread, handshake, wait_for
+from tests.integration.sds.client import fetch_secret
+from tests.integration.sds.harness import Envoy, ServerThread, handshake, stop_cleanly, wait_for
 from tests.integration.sds.issuing import WORKLOAD, client_files, make_issuer
+from tests.integration.sds.test_cli import SCM, free_port
 
 FAST_RETRY = Backoff(initial=0.2, maximum=0.5)
 
@@ -36,29 +42,35 @@ def issued_labels(keystore: Pkcs11Keystore) -> set[str]:
 
 
 @contextlib.contextmanager
-def read_only(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Make ``directory`` read-only for real (a read-only bind mount) where this process
-    may mount; else inject EROFS at the records' write seam. Yields which one ran."""
+def read_only_mount(directory: Path) -> Iterator[bool]:
+    """``directory`` as a read-only bind mount of itself while inside; False where this
+    process may not mount (nothing changed then)."""
     directory.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "--bind", str(directory), str(directory)], capture_output=True
-    )
-    if mounted.returncode == 0:
+    bind = subprocess.run(["mount", "--bind", str(directory), str(directory)], capture_output=True)
+    if bind.returncode != 0:
+        yield False
+        return
+    try:
         subprocess.run(
             ["mount", "-o", "remount,bind,ro", str(directory)], check=True, capture_output=True
         )
-        try:
-            yield "bind-mount"
-        finally:
-            subprocess.run(["umount", str(directory)], check=True, capture_output=True)
-        return
+        yield True
+    finally:
+        subprocess.run(["umount", str(directory)], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def read_only(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Make ``directory`` read-only for real (a read-only bind mount) where this process
+    may mount; else inject EROFS at the records' write seam. Yields which one ran."""
 
     def refuse(path: Path, *_: object, **__: object) -> None:
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    with monkeypatch.context() as patch:
-        patch.setattr("scm.sds.records.write_atomic", refuse)
-        yield "injected"
+    with read_only_mount(directory) as mounted, monkeypatch.context() as patch:
+        if not mounted:
+            patch.setattr("scm.sds.records.write_atomic", refuse)
+        yield "bind-mount" if mounted else "injected"
 
 
 def test_renewal_survives_a_read_only_records_directory_and_resumes_after_it(
@@ -202,3 +214,63 @@ def test_switching_key_modes_retires_the_token_key_instead_of_leaking_it(
     assert issued_labels(token_keystore) - others == set()  # the token key is gone
     saved = records.load(DEFAULT)
     assert saved is not None and saved.retired == ()
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+
+
+@contextlib.contextmanager
+def unwritable(directory: Path) -> Iterator[str]:
+    """``directory`` unwritable for another process: a read-only bind mount where this
+    process may mount, else mode 0500 (which binds only a process that is not root)."""
+    with read_only_mount(directory) as mounted:
+        if mounted:
+            yield "bind-mount"
+            return
+        directory.chmod(0o500)
+        try:
+            yield "chmod 0500"
+        finally:
+            directory.chmod(0o700)
+
+
+def test_scm_sds_serve_under_a_read_only_sds_directory_reports_it_and_stops_cleanly(
+    tmp_path: Path, socket_path: Path
+) -> None:
+    state = tmp_path / "state"
+    subprocess.run([SCM, "--state-dir", str(state), "ca", "init"], check=True, capture_output=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [SCM, "--state-dir", str(state), "sds", "serve", "--socket", str(socket_path),
+         "--http", f"127.0.0.1:{port}", "--cert-ttl", "4s"],
+        stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: fetch_secret(socket_path, DEFAULT), what="default")
+        with unwritable(state / "sds") as fault:
+            probe = state / "sds" / "probe"
+            with pytest.raises(OSError) as refused:
+                probe.write_text("x")
+            assert refused.value.errno in (errno.EROFS, errno.EACCES), fault
+
+            def failing() -> dict[str, Any] | None:
+                status = json.loads(http_get(port, "/status")[1])["issuance"]
+                return status if status["failures_total"] >= 2 else None
+
+            status = wait_for(failing, timeout=60, what="failed renewals in /status")
+            assert "read-only" in status["last_error"] and status["next_retry"]
+            _, body = wait_for(
+                lambda: (r := http_get(port, "/readyz"))[0] == 503 and r,
+                timeout=60,
+                what="/readyz to fail",
+            )
+            assert "expired" in body
+            assert "scm_sds_issuance_failures_total" in http_get(port, "/metrics")[1]
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, timeout=60, what="ready again")
+    finally:
+        stop_cleanly(process, socket_path)
