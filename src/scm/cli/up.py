@@ -38,8 +38,9 @@ def up_command(
 ) -> None:
     """Run the SDS server with the local CA and a real Envoy that gets its TLS over SDS.
 
-    Everything lives under the state directory (the token, the CA, the sockets); the CA
-    is created there on first use. Stop with Ctrl-C or SIGTERM.
+    Everything lives under <state dir>/up/ (its own token, CA, records and socket), apart
+    from a production `scm sds serve`; the CA is created there on first use. One scm up
+    per port. Stop with Ctrl-C or SIGTERM.
     """
     options = UpOptions(key_mode, port, parse_host_port(http, "--http"), cert_ttl, check)
     run_up(cli.settings, options, sys.stdout)

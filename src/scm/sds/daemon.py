@@ -51,6 +51,7 @@ class SdsSettings:
     key_mode: str = "hsm"
     cert_ttl: str = "24h"
     grace_ratio: float = 0.5
+    key_pool: int = 2  # token keys made ahead of time (hsm key mode), for fast cold issuance
     trust_domain: str | None = None
     namespace: str = "default"
     service_account: str = "default"
@@ -98,16 +99,22 @@ async def running(
         if issuer is not None:
             renewal = asyncio.create_task(Renewer(store, issuer, backoff).run(), name="renewal")
             roots = asyncio.create_task(follow_trust_bundle(store, issuer.ca), name="rootca")
+            await issuer.start_pool()
         yield Running(server, port)
     finally:
-        for task in (renewal, roots):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if runner is not None:
-            await runner.cleanup()
-        await server.stop()
+        # Each step runs whatever the previous one raised: the socket is always removed.
+        try:
+            for task in (renewal, roots):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if issuer is not None:
+                await issuer.aclose()
+            if runner is not None:
+                await runner.cleanup()
+        finally:
+            await server.stop()
 
 
 @contextlib.contextmanager
@@ -137,11 +144,17 @@ async def serve_until_stopped(
     http: tuple[str, int] | None,
     issuer: CertificateIssuer | None = None,
 ) -> None:
-    """Serve until a stop signal; everything started here is stopped here."""
-    async with running(store, renderer, options, http, issuer):
-        names = ", ".join(s.name for s in store) or "nothing yet"
-        log.info("SDS serving %s on %s", names, ", ".join(str(u.path) for u in options.unix))
-        await wait_for_stop_signal()
+    """Serve until a stop signal; everything started here is stopped here.
+
+    The signal handlers are in place before anything starts, so a SIGTERM that arrives
+    while the server is starting still ends it cleanly (exit 0, socket removed).
+    """
+    stop = asyncio.Event()
+    with on_stop_signal(stop.set):
+        async with running(store, renderer, options, http, issuer):
+            names = ", ".join(s.name for s in store) or "nothing yet"
+            log.info("SDS serving %s on %s", names, ", ".join(str(u.path) for u in options.unix))
+            await stop.wait()
 
 
 def _bound_port(runner: web.AppRunner) -> int:

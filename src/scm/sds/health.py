@@ -7,6 +7,7 @@ the collectors to the server's registry.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -18,7 +19,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class IssuanceHealth:
     """Counters and the latest state of issuance for the ``/status`` document."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime.datetime] | None = None) -> None:
+        self._now = now or (lambda: datetime.datetime.now(datetime.UTC))
         self.latency = Histogram(
             "scm_sds_issuance_seconds",
             "Time to issue a workload certificate: key, CSR and CA signature.",
@@ -29,9 +31,11 @@ class IssuanceHealth:
             "scm_sds_certificates_issued", "Workload certificates issued.", registry=None
         )
         self.failures = Counter(
-            "scm_sds_issuance_failures", "Failed issuance attempts (CA unreachable, refused).",
+            "scm_sds_issuance_failures",
+            "Failed issuance, renewal or key retirement attempts (any cause).",
             registry=None,
-        )  # fmt: skip
+        )
+        self.failures_total = 0
         self.consecutive_failures = 0
         self.last_error = ""
         self.last_issued_at: datetime.datetime | None = None
@@ -48,15 +52,19 @@ class IssuanceHealth:
         self.consecutive_failures = 0
         self.last_error = ""
         self.next_retry = None
-        self.last_issued_at = datetime.datetime.now(datetime.UTC)
+        self.last_issued_at = self._now()
 
-    def failed(self, error: str) -> None:
+    def failed(self, error: str) -> bool:
+        """Count a failure; True when its cause differs from the last one (log it then)."""
+        new_cause = error != self.last_error
         self.failures.inc()
+        self.failures_total += 1
         self.consecutive_failures += 1
         self.last_error = error
+        return new_cause
 
     def retrying_in(self, seconds: float) -> None:
-        self.next_retry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
+        self.next_retry = self._now() + datetime.timedelta(seconds=seconds)
 
     def status(self) -> dict[str, Any]:
         def iso(moment: datetime.datetime | None) -> str | None:
@@ -65,6 +73,7 @@ class IssuanceHealth:
         return {
             "ca_reachable": self.consecutive_failures == 0,
             "consecutive_failures": self.consecutive_failures,
+            "failures_total": self.failures_total,
             "last_error": self.last_error or None,
             "last_issued_at": iso(self.last_issued_at),
             "next_renewal": iso(self.next_renewal),

@@ -31,10 +31,13 @@ def build_issuer(
     """An issuer whose keys are in ``keystore`` (hsm) or in memory (software)."""
     sds = settings.section("sds", SdsSettings)
     token_label = settings.section("keys", KeysSettings).token_label
-    keys = LeafKeys(keystore if key_mode == HSM else SoftwareKeystore(), key_mode, token_label)
+    leaf_store = keystore if key_mode == HSM else SoftwareKeystore()
+    # the token is passed in software mode too, to retire keys of earlier hsm-mode records
+    keys = LeafKeys(leaf_store, key_mode, token_label, token=keystore)
     policy = IssuancePolicy(ttl=parse_ttl(ttl), grace_ratio=sds.grace_ratio)
     records = CredentialRecords(settings.state_dir / "sds")
-    return CertificateIssuer(ca, keys, workload_identity(settings), records, policy)
+    identity = workload_identity(settings)
+    return CertificateIssuer(ca, keys, identity, records, policy, pool_size=sds.key_pool)
 
 
 def embedded_token_pins(settings: Settings) -> Pins | None:

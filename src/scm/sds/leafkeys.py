@@ -25,6 +25,8 @@ class LeafKeys:
     keystore: Keystore
     mode: str
     token_label: str = ""
+    # The token, in software mode too: keys of hsm-mode records are retired from it.
+    token: Keystore | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in KEY_MODES:
@@ -38,6 +40,13 @@ class LeafKeys:
             return InlineKey(self.keystore.private_key_pem(label))
         return HsmKey(label, self.token_label, key_type.value)
 
-    def delete_if_present(self, label: str) -> None:
-        if self.keystore.find(label) is not None:
-            self.keystore.delete(label)
+    def delete_if_present(self, label: str, mode: str | None = None) -> None:
+        """Delete the key ``label`` of key mode ``mode`` (default: this one) if it exists."""
+        keystore = self._keystore_of(mode or self.mode)
+        if keystore is not None and keystore.find(label) is not None:
+            keystore.delete(label)
+
+    def _keystore_of(self, mode: str) -> Keystore | None:
+        if mode == self.mode:
+            return self.keystore
+        return self.token if mode == HSM else None  # another run's in-memory keys are gone

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from scm.sds.credentials import Credential
+from scm.sds.credentials import DEFAULT, Credential
 from scm.sds.health import IssuanceHealth
 from scm.sds.server import SdsServer
 from scm.sds.store import StoredSecret
@@ -40,6 +40,28 @@ def status_document(server: SdsServer, issuance: IssuanceHealth | None = None) -
     }
 
 
+def readiness_problem(
+    server: SdsServer, issuance: IssuanceHealth | None = None, now: datetime.datetime | None = None
+) -> str | None:
+    """Why the server is not ready to serve, or None.
+
+    Not ready: no listener yet, nothing to serve yet, a served certificate that has
+    expired (renewal kept failing), or ``default`` missing after issuance failed.
+    """
+    if not server.ready:
+        return "no listener yet"
+    if len(server.store) == 0 and not (issuance and issuance.consecutive_failures):
+        return "no secret yet"
+    moment = now or datetime.datetime.now(datetime.UTC)
+    for stored in server.store:
+        if stored.value.not_after <= moment:
+            expired = f"{stored.value.not_after:%Y-%m-%dT%H:%M:%SZ}"
+            return f"the served certificate {stored.name} expired at {expired}"
+    if issuance and issuance.consecutive_failures and server.store.get(DEFAULT) is None:
+        return f"{DEFAULT} is missing: issuance failed ({issuance.last_error})"
+    return None
+
+
 def _describe(stored: StoredSecret) -> dict[str, Any]:
     value = stored.value
     certificates = value.chain if isinstance(value, Credential) else value.certificates
@@ -64,9 +86,10 @@ def monitor_app(server: SdsServer, issuance: IssuanceHealth | None = None) -> we
         return web.Response(text="ok\n")
 
     async def readyz(_: web.Request) -> web.Response:
-        if server.ready and len(server.store) > 0:
+        problem = readiness_problem(server, issuance)
+        if problem is None:
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: no listener or no secret yet\n")
+        return web.Response(status=503, text=f"not ready: {problem}\n")
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(server.metrics.registry)

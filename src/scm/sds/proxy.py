@@ -99,6 +99,9 @@ def bootstrap(
                 {
                     "name": TLS_LISTENER,
                     "address": address,
+                    # one process per port: with SO_REUSEPORT a second Envoy on the same
+                    # port would bind too and the kernel would split connections
+                    "enable_reuse_port": False,
                     "filter_chains": [{"filters": filters, "transport_socket": tls}],
                 }
             ],

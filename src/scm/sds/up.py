@@ -1,9 +1,11 @@
 """``scm up``: the SDS server, the local CA and a real Envoy, running together.
 
-Starts, in this order (Envoy's reconnect backoff would otherwise delay readiness): the
-embedded SoftHSM token, the local CA (created under the state directory on first use),
-the SDS server with issuance, its HTTP monitor, then Envoy with a TLS listener whose
-certificate (``default``) and trust bundle (``ROOTCA``) come over SDS. It waits until
+Everything it keeps (the embedded token, the local CA, the records, the socket, Envoy's
+files) lives under ``<state dir>/up/``, apart from a production ``scm sds serve`` using
+the same state directory. Starts, in this order (Envoy's reconnect backoff would
+otherwise delay readiness): the embedded SoftHSM token, the local CA (created there on
+first use), the SDS server with issuance, its HTTP monitor, then Envoy with a TLS
+listener whose certificate (``default``) and trust bundle (``ROOTCA``) come over SDS. It waits until
 Envoy serves the issued certificate, says what runs and how to try it, and runs until
 SIGINT or SIGTERM; then it stops Envoy and the server and removes the socket.
 
@@ -16,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
 import ssl
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +36,7 @@ from google.protobuf import json_format
 
 from scm.config import Settings
 from scm.errors import UnavailableError
-from scm.keys import Pkcs11Keystore, open_keystore
+from scm.keys import PIN_ENV, Pkcs11Keystore, open_keystore
 from scm.pki import CANotFoundError, LocalCA, WorkloadIdentity
 from scm.pki.configured import load_local_ca
 from scm.pki.local_ca import CASettings
@@ -47,12 +51,14 @@ from scm.sds.proxy import EnvoyProcess, bootstrap, hello_filters, sds_tls_socket
 from scm.sds.render import SecretRenderer
 from scm.sds.server import ServerOptions
 from scm.sds.store import SecretStore
+from scm.statelock import ServingLock
 
 T = TypeVar("T")
 
 READY_TIMEOUT_S = 60.0
 HELLO = "Hello from Envoy: this TLS connection used a certificate scm issued over SDS.\n"
 REDACTED = "<redacted>"
+UP_DIR = "up"
 
 
 @dataclass(frozen=True)
@@ -65,19 +71,58 @@ class UpOptions:
 
 
 def run_up(settings: Settings, options: UpOptions, out: TextIO) -> None:
-    """Run everything until a stop signal (or, with ``check``, until it is ready)."""
-    workdir = settings.state_dir / "up"
-    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keystore = open_keystore(settings)
+    """Run everything until a stop signal (or, with ``check``, until it is ready).
+
+    Only one ``scm up`` serves a given port: the second refuses at once, naming the
+    first one's pid. All state is the demo's own (:func:`demo_settings`).
+    """
+    port_lock = None
+    if options.port != 0:
+        port_lock = ServingLock.for_port(port_lock_dir(), "127.0.0.1", options.port)
+        port_lock.acquire()
     try:
-        ca = _local_ca(settings, keystore)
-        issuer = build_issuer(settings, keystore, ca, options.key_mode, options.cert_ttl)
-        if not issuer.identity.dns_names:
-            # so that `curl https://localhost:PORT` verifies the host name too
-            issuer.identity = replace(issuer.identity, dns_names=("localhost",))
-        asyncio.run(_until_signal(_serve(settings, options, ca, issuer, workdir, out)))
+        demo = demo_settings(settings)
+        workdir = demo.state_dir
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keystore = open_keystore(demo)
+        try:
+            ca = _local_ca(demo, keystore)
+            issuer = build_issuer(demo, keystore, ca, options.key_mode, options.cert_ttl)
+            if not issuer.identity.dns_names:
+                # so that `curl https://localhost:PORT` verifies the host name too
+                issuer.identity = replace(issuer.identity, dns_names=("localhost",))
+            asyncio.run(_until_signal(_serve(demo, options, ca, issuer, workdir, out)))
+        finally:
+            keystore.close()
     finally:
-        keystore.close()
+        if port_lock is not None:
+            port_lock.release()
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The settings ``scm up`` runs with: everything under ``<state dir>/up/``.
+
+    ``scm up`` is a demo and must never touch what a production ``scm sds serve`` on the
+    same state directory serves: it gets its own embedded token, local CA and records
+    there, whatever ``[keys]`` (another module, token or PIN) says.
+    """
+    environ = {
+        name: value
+        for name, value in settings.environ.items()
+        if not name.startswith("SCM_KEYS_") and name != PIN_ENV
+    }
+    tables = {name: table for name, table in settings.tables.items() if name != "keys"}
+    return dataclasses.replace(
+        settings, state_dir=settings.state_dir / UP_DIR, tables=tables, environ=environ
+    )
+
+
+def port_lock_dir() -> Path:
+    """Where port locks live: host-wide, so ``scm up`` of any state directory agree."""
+    run_lock = Path("/run/lock")
+    if run_lock.is_dir() and os.access(run_lock, os.W_OK):
+        return run_lock
+    return Path(tempfile.gettempdir())
 
 
 async def _until_signal(body: Coroutine[object, object, None]) -> None:

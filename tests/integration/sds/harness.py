@@ -12,8 +12,10 @@ import concurrent.futures
 import contextlib
 import os
 import random
+import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -164,3 +166,12 @@ def short_socket_path(name: str) -> Path:
     directory = Path(f"/tmp/scm-sds-{os.getpid()}-{random.randrange(1 << 30):x}")
     directory.mkdir(mode=0o700)
     return directory / name
+
+
+def stop_cleanly(process: subprocess.Popen[str], socket_path: Path) -> None:
+    """SIGTERM a server process: it must exit 0, without a traceback, its socket gone."""
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert not socket_path.exists()

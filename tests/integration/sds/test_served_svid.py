@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from scm.keys import Pkcs11Keystore
-from scm.pki import InvalidSvidError, IssuedCertificate, LocalCA, WorkloadIdentity
+from scm.pki import IssuedCertificate, LocalCA, WorkloadIdentity
 from scm.sds import DEFAULT, ROOTCA
+from scm.sds.issuer import IssuanceError
 from scm.sds.leafkeys import HSM, SOFTWARE
 from tests.integration.sds.client import fetch_secret
 from tests.integration.sds.harness import ServerThread
@@ -59,13 +60,15 @@ class ImpostorCA:
 def test_a_certificate_for_another_key_is_not_served_and_its_key_is_deleted(
     tmp_path: Path, token_keystore: Pkcs11Keystore, local_ca: LocalCA
 ) -> None:
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
     honest = make_issuer(tmp_path / "a", token_keystore, local_ca, HSM)
     other = asyncio.run(honest.obtain())
     impostor = ImpostorCA(local_ca, IssuedCertificate(list(other.chain)))
     issuer = make_issuer(tmp_path / "b", token_keystore, impostor, HSM)  # type: ignore[arg-type]
     before = {info.label for info in token_keystore.list()}
     expected = "^the issued default certificate: the leaf certifies another key"
-    with pytest.raises(InvalidSvidError, match=expected):
+    with pytest.raises(IssuanceError, match=expected):
         asyncio.run(issuer.obtain())
     assert {info.label for info in token_keystore.list()} == before  # nothing half-created
     assert issuer.current is None
@@ -82,12 +85,12 @@ def test_a_recorded_certificate_for_another_identity_is_replaced(
     # The settings now name another service account: the record must not be served.
     renamed = make_issuer(tmp_path, token_keystore, local_ca, HSM)
     renamed.identity = dataclasses.replace(WORKLOAD, service_account="checkout")
-    with caplog.at_level(logging.WARNING, logger="scm.sds.issuer"):
+    with caplog.at_level(logging.INFO, logger="scm.sds.issuer"):
         served = asyncio.run(renamed.obtain())
     assert served.chain[0] != recorded.chain[0]
     sans = served.chain[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
         WorkloadIdentity("cluster.local", "shop", "checkout").spiffe_id
     ]
-    assert "the recorded default certificate: the leaf names" in caplog.text
+    assert f"it was issued for {WORKLOAD.spiffe_id}" in caplog.text
     assert "issuing anew" in caplog.text

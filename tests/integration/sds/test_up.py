@@ -61,7 +61,7 @@ def test_scm_up_serves_tls_from_the_local_ca_until_sigint(state_dir: Path) -> No
         raise
     port = int(re.search(r"https://localhost:(\d+)/", shown).group(1))  # type: ignore[union-attr]
     envoy_pid = int(re.search(r"Envoy +pid (\d+)", shown).group(1))  # type: ignore[union-attr]
-    ca_pem = state_dir / "ca" / "ca.pem"
+    ca_pem = state_dir / "up" / "ca" / "ca.pem"
     assert f"curl --cacert {ca_pem} https://localhost:{port}/" in shown
 
     # what the printed curl line does: verify the chain (and host name) against the CA
@@ -102,8 +102,88 @@ def test_scm_up_hsm_mode_shows_the_secret_and_why_stock_envoy_rejects_it(
     assert '"providerName": "sgx"' in result.stdout
     assert 'privateKey"' not in result.stdout  # no key bytes, only the provider
     assert "Envoy rejected it (NACK): Failed to load private key provider: sgx" in result.stdout
-    pins = [(state_dir / "softhsm" / f).read_text().strip() for f in ("user.pin", "so.pin")]
+    pins = [(state_dir / "up" / "softhsm" / f).read_text().strip() for f in ("user.pin", "so.pin")]
     for pin in pins:
         assert pin not in result.stdout and pin not in result.stderr
     assert '"usr_pin": "<redacted>"' in result.stdout
     assert not (state_dir / "up" / "sds.sock").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_up(state_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [SCM, "--state-dir", str(state_dir), "up", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_second_scm_up_on_the_same_port_refuses_and_the_first_keeps_serving(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    first = start_up(state_dir, "--port", str(port))
+    try:
+        shown = read_until(first, "Running until SIGINT or SIGTERM")
+        # another state directory, so only the port is shared
+        second = subprocess.run(
+            [SCM, "--state-dir", str(tmp_path / "other"), "up", "--port", str(port), "--check"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert second.returncode == 75, second.stderr
+        assert f"another server is listening on 127.0.0.1:{port} (pid {first.pid})" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert not (tmp_path / "other" / "up" / "sds.sock").exists()
+        # every connection still reaches the first one's Envoy, with its certificate
+        ca_pem = state_dir / "up" / "ca" / "ca.pem"
+        context = ssl.create_default_context(cafile=ca_pem)
+        serial = re.search(r"serial ([0-9a-f]+)", shown).group(1)  # type: ignore[union-attr]
+        for _ in range(10):
+            with (
+                socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname="localhost") as tls,
+            ):
+                leaf = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+            assert f"{leaf.serial_number:x}" == serial
+    finally:
+        first.send_signal(signal.SIGTERM)
+        _, stderr = first.communicate(timeout=30)
+    assert first.returncode == 0, stderr
+
+
+def digest_tree(root: Path, skip: str) -> dict[str, bytes]:
+    """Every file under ``root`` (but ``skip``) with its content."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.relative_to(root).parts[0] != skip
+    }
+
+
+def test_scm_up_keeps_its_own_token_ca_and_records_apart_from_production_state(
+    state_dir: Path,
+) -> None:
+    # a production state directory: its token, its CA and a key in the token
+    scm = [SCM, "--state-dir", str(state_dir)]
+    subprocess.run([*scm, "ca", "init"], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [*scm, "keys", "generate", "gateway"], check=True, capture_output=True, timeout=60
+    )
+    before = digest_tree(state_dir, skip="up")
+
+    for mode in ("software", "hsm"):
+        result = subprocess.run(
+            [*scm, "up", "--port", "0", "--key-mode", mode, "--check"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
+    assert digest_tree(state_dir, skip="up") == before  # production state untouched
+    up = state_dir / "up"
+    assert (up / "softhsm").is_dir() and (up / "ca" / "ca.pem").is_file()
+    assert (up / "ca" / "ca.pem").read_bytes() != (state_dir / "ca" / "ca.pem").read_bytes()
+    assert "local CA      " in result.stdout and str(up / "ca" / "ca.pem") in result.stdout
