@@ -21,6 +21,7 @@ from scm.keys import (
     TokenUnavailableError,
 )
 from scm.keys.settings import SOFTHSM2_MODULE
+from scm.keys.token_lock import pkcs11_lock
 from tests.keystores import RawToken
 
 A = pkcs11.Attribute
@@ -243,9 +244,9 @@ def test_concurrent_use_from_many_coroutines_and_threads(
 def test_lost_session_is_reopened(token_keystore: Pkcs11Keystore, label: str) -> None:
     token_keystore.generate(label, KeyType.EC_P256)
     signer = token_keystore.signer(label)
-    session = token_keystore._session
+    session = token_keystore._token._session
     assert session is not None
-    token_keystore._lock.run(session.close)  # as if the token had dropped it
+    pkcs11_lock().run(session.close)  # as if the token had dropped it
     signature = signer.sign(b"after", ec.ECDSA(hashes.SHA256()))
     signer.public_key().verify(signature, b"after", ec.ECDSA(hashes.SHA256()))
 
