@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scm.errors import ConfigError
+from scm.files import storage_error
 from scm.statelock import DEFAULT_TIMEOUT, LockBusyError, state_lock
 
 
@@ -41,6 +43,7 @@ def mutating(state_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None
         raise LockBusyError(f"another thread of this process holds the state directory {key}")
     try:
         if hold.depth == 0:
+            _make_directory(state_dir)
             hold.release.enter_context(state_lock(state_dir, timeout))
         hold.depth += 1
         try:
@@ -51,3 +54,13 @@ def mutating(state_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None
                 hold.release.close()
     finally:
         hold.turn.release()
+
+
+def _make_directory(state_dir: Path) -> None:
+    """A change is about to be written there: create the state directory if it is new."""
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, state_dir) or ConfigError(
+            f"cannot create the state directory {state_dir}: {exc.strerror}"
+        ) from None

@@ -74,12 +74,6 @@ def ensure_embedded_token(
     token = EmbeddedToken(state_dir / "softhsm", label)
     if token.user_pin_file.exists():
         return token
-    try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise storage_error(exc, state_dir) or TokenUnavailableError(
-            f"cannot create the state directory {state_dir}: {exc.strerror}"
-        ) from None
     with mutating(state_dir):
         if token.user_pin_file.exists():  # another process made it while we waited
             return token
