@@ -167,6 +167,7 @@ def _init_token(conf: Path, label: str, so_pin: str, user_pin: str, timeout: flo
         os.close(slave)
     deadline = time.monotonic() + timeout
     try:
+        crashpoints.reach("token.util-started")
         os.write(master, f"{so_pin}\n{so_pin}\n{user_pin}\n{user_pin}\n".encode())
         output = _read_until_closed(master, deadline)
         code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))

@@ -146,6 +146,15 @@ class LocalCA:
         return cls(keystore, key_label, chain, SanPolicy(trust_domain), max_ttl)
 
     @classmethod
+    def key_label_in(cls, state_dir: Path) -> str | None:
+        """The label of the key a complete CA under ``state_dir`` uses, if there is one."""
+        try:
+            label = json.loads((cls.directory(state_dir) / "ca.json").read_text())["key_label"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return label if isinstance(label, str) else None
+
+    @classmethod
     def load(
         cls,
         state_dir: Path,
