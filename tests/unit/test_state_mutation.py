@@ -16,9 +16,9 @@ from scm.statelock import LockBusyError, state_lock
 
 
 def test_nested_holds_join_and_release_once(tmp_path: Path) -> None:
+    # Held: a fresh flock cannot have it.
     with mutating(tmp_path), mutating(tmp_path), pytest.raises(LockBusyError):
-        with state_lock(tmp_path, timeout=0):  # held: a fresh flock cannot have it
-            pass
+        state_lock(tmp_path, timeout=0).__enter__()
     with state_lock(tmp_path, timeout=0):  # released after the outer hold
         pass
 
