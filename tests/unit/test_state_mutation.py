@@ -63,3 +63,11 @@ def test_another_process_is_refused_with_the_holder_pid(tmp_path: Path) -> None:
         ).stdout
     assert "another scm process holds the state directory" in out
     assert f"(pid {os.getpid()})" in out
+
+
+def test_joins_a_plain_state_lock_held_by_this_process(tmp_path: Path) -> None:
+    """Code holding scm.statelock.state_lock may call keystore changes without waiting."""
+    with state_lock(tmp_path, timeout=0), mutating(tmp_path, timeout=0):
+        pass
+    with mutating(tmp_path, timeout=0):  # and nothing is left held
+        pass
