@@ -30,7 +30,7 @@ def open_keystore(settings: Settings) -> Pkcs11Keystore:
     if keys.embedded_token and Path(keys.pkcs11_module).name == Path(SOFTHSM2_MODULE).name:
         token = ensure_embedded_token(settings.state_dir, keys.token_label)
         softhsm_conf = token.conf
-        pin = pin or token.user_pin()
+        pin = pin or read_pin_file(token.user_pin_file)
     if not pin:
         raise TokenLoginError(
             f"no PIN for token {keys.token_label!r}: set {PIN_ENV} or keys.pin_file"

@@ -33,7 +33,6 @@ from pathlib import Path
 from scm import crashpoints
 from scm.files import fsync_directory, storage_error, write_atomic
 from scm.keys.errors import TokenLoginError, TokenUnavailableError
-from scm.keys.pin_file import read_pin_file
 from scm.state_mutation import mutating
 
 INIT_TIMEOUT_S = 30.0
@@ -64,7 +63,9 @@ class EmbeddedToken:
         return self.root / "so.pin"
 
     def user_pin(self) -> str:
-        return read_pin_file(self.user_pin_file)
+        """The user PIN; OSError when the file cannot be read (see ``read_pin_file`` for
+        a one-line error instead)."""
+        return self.user_pin_file.read_text().strip()
 
 
 def ensure_embedded_token(
