@@ -135,6 +135,9 @@ class LocalCA:
         directory = cls.directory(state_dir)
         with mutating(state_dir):
             if (directory / "ca.json").exists():
+                # A kill after ca.json but before the intent was removed: the CA is whole.
+                with contextlib.suppress(OSError):
+                    (directory / INIT_INTENT).unlink(missing_ok=True)
                 raise CAExistsError(f"a CA exists already in {directory}")
             _roll_back_interrupted_init(directory, keystore, key_label)
             if (existing := keystore.find(key_label)) is not None:

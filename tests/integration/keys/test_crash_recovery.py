@@ -94,6 +94,7 @@ def test_ca_init_killed_after_ca_json_is_complete(tmp_path: Path) -> None:
     kill_at("ca.json-written", state, "ca", "init", work_dir=tmp_path)
     again = run_scm(state, "ca", "init")
     assert again.returncode == 73 and "a CA exists already" in again.stderr
+    assert not (state / "ca" / ".init.json").exists()
     _ok(run_scm(state, "ca", "show"))
     _assert_clean(state)
     _issue_and_verify(state, tmp_path)
