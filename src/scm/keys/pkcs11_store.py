@@ -14,6 +14,7 @@ import builtins
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -52,7 +53,8 @@ R = TypeVar("R")
 class Pkcs11Keystore:
     """Keys in one PKCS#11 token, logged in as the user.
 
-    ``state_dir``, when given, is the state directory whose lock every change holds.
+    ``state_dir``, when given, is the state directory whose lock every change holds;
+    ``clock`` (seconds since the epoch) dates staging objects for the sweep.
     """
 
     def __init__(
@@ -63,9 +65,11 @@ class Pkcs11Keystore:
         softhsm_conf: Path | None = None,
         *,
         state_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._token = TokenSession(module, token_label, pin, softhsm_conf)
         self._state_dir = state_dir
+        self._clock = clock  # stamps staging labels and judges their age
         self._swept = False
 
     @property
@@ -229,7 +233,7 @@ class Pkcs11Keystore:
         self._check_free(label)
         self._check_supported(key_type)
         key_id = secrets.token_bytes(8)
-        staged = staging.new_label()
+        staged = staging.new_label(self._clock)
         common: dict[str, Any] = {
             "id": key_id,
             "label": staged,
@@ -260,7 +264,7 @@ class Pkcs11Keystore:
         self._check_free(label)
         self._check_supported(key_type)
         key_id = secrets.token_bytes(8)
-        staged = staging.new_label()
+        staged = staging.new_label(self._clock)
         named = {Attribute.TOKEN: True, Attribute.LABEL: staged, Attribute.ID: key_id}
         private_attrs, public_attrs = key_attributes(key)
         created: builtins.list[pkcs11.Object] = []
@@ -349,7 +353,7 @@ class Pkcs11Keystore:
         old = self._certificate_objects(label, key_id)
         # The new objects are made under a staging label, so a kill before the swap below
         # leaves the old chain in place and the new one to the sweep.
-        staged = staging.new_label()
+        staged = staging.new_label(self._clock)
         new = [
             self._s.create_object(certificate_template(staged, key_id, chain[0])),
             self._s.create_object(chain_template(staged, chain)),
@@ -387,7 +391,7 @@ class Pkcs11Keystore:
         ):
             for obj in self._token.objects(object_class):
                 label = obj[Attribute.LABEL]
-                if staging.is_staging(label) and staging.is_abandoned(label):
+                if staging.is_staging(label) and staging.is_abandoned(label, self._clock):
                     if object_class == ObjectClass.PRIVATE_KEY:
                         abandoned_ids.add(obj[Attribute.ID])
                     obj.destroy()
