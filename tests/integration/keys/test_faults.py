@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.crash_harness import run_scm
 
@@ -31,21 +31,13 @@ def _labels(state: Path) -> dict[str, str]:
     return {entry["label"]: entry["state"] for entry in listed}
 
 
-@contextlib.contextmanager
-def _small_tmpfs(mount_point: Path) -> Iterator[str]:
-    """A 4 MiB tmpfs at ``mount_point``; yields which mechanism gave it."""
-    mount_point.mkdir()
-    made = subprocess.run(
+def _mount_small_tmpfs(mount_point: Path) -> subprocess.CompletedProcess[str]:
+    mount_point.mkdir(exist_ok=True)
+    return subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
     )
-    if made.returncode != 0:
-        pytest.fail(f"a full-disk test needs a small tmpfs; mount said: {made.stderr.strip()}")
-    try:
-        yield "tmpfs"
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def _fill(directory: Path) -> Path:
@@ -60,27 +52,67 @@ def _fill(directory: Path) -> Path:
     return filler
 
 
+def full_disk_scenario(disk: Path) -> None:
+    """On a small, just-mounted tmpfs: fill it, check every command, free it, recover."""
+    state = disk / "state"
+    _ok(run_scm(state, "ca", "init"))
+    _ok(run_scm(state, "keys", "generate", "a"))
+    filler = _fill(disk)
+
+    _fails_cleanly(run_scm(state, "keys", "generate", "b"), "no space left")
+    _fails_cleanly(run_scm(disk / "fresh", "keys", "list"), "no space left")
+    assert not (disk / "fresh" / "softhsm").exists()
+    assert not list((disk / "fresh").glob(".softhsm.tmp-*"))
+    # Reads and signing need no space.
+    assert _labels(state) == {"a": "user", "scm-ca": "in use"}
+    _ok(run_scm(state, "ca", "show"))
+
+    filler.unlink()
+    _ok(run_scm(state, "keys", "generate", "b"))
+    assert _labels(state) == {"a": "user", "b": "user", "scm-ca": "in use"}
+    _ok(run_scm(disk / "fresh", "keys", "list"))
+
+
+_IN_NAMESPACE = """
+import sys
+from pathlib import Path
+from tests.integration.keys.test_faults import _mount_small_tmpfs, full_disk_scenario
+disk = Path(sys.argv[1])
+made = _mount_small_tmpfs(disk)
+assert made.returncode == 0, made.stderr
+full_disk_scenario(disk)
+print("scenario passed")
+"""
+
+
 def test_full_disk(tmp_path: Path) -> None:
+    """A small tmpfs mounted as root; unprivileged, the same in a user namespace (where the
+    test is root of its own mounts). Which one ran is asserted, never skipped."""
     disk = tmp_path / "disk"
-    with _small_tmpfs(disk) as mechanism:
-        assert mechanism == "tmpfs"
-        state = disk / "state"
-        _ok(run_scm(state, "ca", "init"))
-        _ok(run_scm(state, "keys", "generate", "a"))
-        filler = _fill(disk)
-
-        _fails_cleanly(run_scm(state, "keys", "generate", "b"), "no space left")
-        _fails_cleanly(run_scm(disk / "fresh", "keys", "list"), "no space left")
-        assert not (disk / "fresh" / "softhsm").exists()
-        assert not list((disk / "fresh").glob(".softhsm.tmp-*"))
-        # Reads and signing need no space.
-        assert _labels(state) == {"a": "user", "scm-ca": "in use"}
-        _ok(run_scm(state, "ca", "show"))
-
-        filler.unlink()
-        _ok(run_scm(state, "keys", "generate", "b"))
-        assert _labels(state) == {"a": "user", "b": "user", "scm-ca": "in use"}
-        _ok(run_scm(disk / "fresh", "keys", "list"))
+    forced = os.environ.get("SCM_TEST_FULL_DISK_VIA")
+    if forced != "userns" and _mount_small_tmpfs(disk).returncode == 0:
+        mechanism = "tmpfs mounted as root"
+        try:
+            full_disk_scenario(disk)
+        finally:
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+    else:
+        mechanism = "tmpfs in a user namespace"
+        unshare = shutil.which("unshare")
+        assert unshare is not None, "neither mount nor unshare (util-linux) is available"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        namespace = [unshare, "--user", "--map-root-user", "--mount"]
+        result = subprocess.run(
+            [*namespace, sys.executable, "-c", _IN_NAMESPACE, str(disk)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert result.returncode == 0 and "scenario passed" in result.stdout, result.stderr
+    print(f"full disk via {mechanism}")
+    if forced == "userns":  # SCM_TEST_FULL_DISK_VIA=userns checks the unprivileged path
+        assert mechanism == "tmpfs in a user namespace"
 
 
 @contextlib.contextmanager
