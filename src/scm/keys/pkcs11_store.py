@@ -354,10 +354,15 @@ class Pkcs11Keystore:
         # The new objects are made under a staging label, so a kill before the swap below
         # leaves the old chain in place and the new one to the sweep.
         staged = staging.new_label(self._clock)
-        new = [
-            self._s.create_object(certificate_template(staged, key_id, chain[0])),
-            self._s.create_object(chain_template(staged, chain)),
-        ]
+        new: builtins.list[pkcs11.Object] = []
+        try:
+            new.append(self._s.create_object(certificate_template(staged, key_id, chain[0])))
+            new.append(self._s.create_object(chain_template(staged, chain)))
+        except BaseException:
+            for obj in new:
+                with contextlib.suppress(pkcs11.PKCS11Error):
+                    obj.destroy()
+            raise
         for obj in old:
             obj.destroy()
         for obj in new:
