@@ -340,11 +340,15 @@ class Pkcs11Keystore:
     def _delete(self, label: str) -> None:
         key = self._token.private_key(label, cached=False)
         key_id = key[Attribute.ID]
+        # The label goes first, to a staging label: from here the key is gone for everyone,
+        # and a kill before the objects below are destroyed leaves them to the sweep.
+        key[Attribute.LABEL] = staging.new_label(self._clock)
+        self._token.forget(label)
+        crashpoints.reach("keys.delete.unlabelled")
         self._remove_certificate_objects(label, key_id)
         for public in self._token.objects(ObjectClass.PUBLIC_KEY, id=key_id):
             public.destroy()
         key.destroy()
-        self._token.forget(label)
         log.info("deleted key %r from %s", label, self.location)
 
     def _store_certificate(self, label: str, chain: builtins.list[x509.Certificate]) -> None:

@@ -121,3 +121,17 @@ def test_keys_import_killed(point: str, tmp_path: Path) -> None:
     _ok(run_scm(state, *args))
     keys = _assert_clean(state)
     assert list(keys) == ["gw"] and keys["gw"]["has_certificate"] is True
+
+
+def test_keys_delete_killed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (tmp_path / "tls").mkdir()
+    tls = make_tls(tmp_path / "tls", "gw.example.org")
+    _ok(run_scm(state, "keys", "import", "gw", "--key", str(tls.key), "--cert", str(tls.cert)))
+    kill_at("keys.delete.unlabelled", state, "keys", "delete", "gw", work_dir=tmp_path)
+    assert "gw" not in _keys(state)  # gone for everyone at once
+    _ok(run_scm(state, "keys", "import", "gw", "--key", str(tls.key)))
+    keys = _assert_clean(state)
+    # The old certificate went with the old key: the new one has none.
+    assert list(keys) == ["gw"] and keys["gw"]["has_certificate"] is False
+    assert run_scm(state, "keys", "list").stdout.count("gw") == 1
