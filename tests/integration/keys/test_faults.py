@@ -142,10 +142,26 @@ def test_read_only_state_directory(tmp_path: Path) -> None:
     state = tmp_path / "state"
     _ok(run_scm(state, "ca", "init"))
     _ok(run_scm(state, "keys", "generate", "a"))
+    csr = tmp_path / "a.csr"
+    _ok(
+        run_scm(
+            state,
+            "ca",
+            "csr",
+            "a",
+            "--namespace",
+            "n",
+            "--service-account",
+            "s",
+            "--output",
+            str(csr),
+        )
+    )
     with _read_only(state) as mechanism:
         assert mechanism == ("read-only bind mount" if os.geteuid() == 0 else "chmod 0500")
         assert _labels(state) == {"a": "user", "scm-ca": "in use"}
         assert "trust domain" in _ok(run_scm(state, "ca", "show"))
+        assert _ok(run_scm(state, "ca", "issue", "--csr", str(csr))).startswith("-----BEGIN")
         for args in (("keys", "generate", "b"), ("ca", "init"), ("keys", "prune")):
             _fails_cleanly(run_scm(state, *args), "read-only")
     _ok(run_scm(state, "keys", "generate", "b"))
