@@ -1,17 +1,22 @@
 """Small file-system helpers shared by every domain."""
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
-from scm.errors import InputError, NotFoundError
+from scm.errors import ConfigError, InputError, NotFoundError, ScmError
+
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so readers see the old or the new content, never half.
 
     The data goes to a dot-file in the same directory, is flushed to disk, gets its
-    permissions before any content is visible, and is renamed over ``path``.
+    permissions before any content is visible, and is renamed over ``path``; the directory
+    is then flushed too, so that the rename itself survives a power cut.
     """
     payload = data.encode() if isinstance(data, str) else data
     directory = path.parent
@@ -26,6 +31,33 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush a directory's entries (a rename, a new file) to disk."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def storage_error(exc: OSError, where: Path | None = None) -> ScmError | None:
+    """A one-line error saying what to do about a full or read-only disk, else None.
+
+    ``where`` is the directory scm was changing (the state directory by default wording).
+    """
+    place = f"the state directory {where}" if where is not None else "the state directory"
+    target = f": cannot write {exc.filename}" if exc.filename else ""
+    if exc.errno in _NO_SPACE:
+        return ConfigError(f"no space left on {place}{target}; free some space and run it again")
+    if exc.errno in _READ_ONLY:
+        return ConfigError(
+            f"{place} is read-only or not writable by this user{target}; "
+            "commands that change state cannot run (reads such as `scm keys list` still work)"
+        )
+    return None
 
 
 def write_output(path: Path, data: bytes | str, what: str = "output file") -> None:

@@ -12,6 +12,8 @@ import click
 from scm.cli.context import CliContext, pass_cli
 from scm.files import read_input
 from scm.keys import KeyType, Pkcs11Keystore, open_keystore
+from scm.keys.orphans import KeyClaims, KeyState
+from scm.state_mutation import mutating
 
 KEY_TYPES = [t.value for t in KeyType]
 
@@ -43,6 +45,27 @@ def generate_command(cli: CliContext, label: str, key_type: str) -> None:
     click.echo(f"{info.label}: {info.key_type.value} key {info.key_id} in {info.location}")
 
 
+def key_claims(cli: CliContext) -> KeyClaims:
+    """What the records under the state directory say about which keys are in use."""
+    from scm.pki import CASettings, LocalCA
+    from scm.processes import process_alive
+    from scm.sds.records import IN_PROGRESS, CredentialRecords
+
+    state_dir = cli.settings.state_dir
+    claimed = {label for label in [LocalCA.key_label_in(state_dir)] if label}
+    records = CredentialRecords(state_dir / "sds")
+    for path in sorted(records.directory.glob("*.json")):
+        if path.name == IN_PROGRESS:
+            continue
+        record = records.load(path.stem)
+        if record is not None:
+            claimed.add(record.key_label)
+            claimed.update(retired.key_label for retired in record.retired)
+    # Keys a running SDS server made and has not recorded yet (its pool, an issuance).
+    claimed.update(k.label for k in records.in_progress().values() if process_alive(k.pid))
+    return KeyClaims(frozenset(claimed), cli.settings.section("ca", CASettings).key_label)
+
+
 @keys_group.command("list")
 @click.option(
     "--format",
@@ -53,13 +76,21 @@ def generate_command(cli: CliContext, label: str, key_type: str) -> None:
 )
 @pass_cli
 def list_command(cli: CliContext, output_format: str) -> None:
-    """Keys in the token, with their protection attributes as the token reports them."""
+    """Keys in the token, with their protection attributes as the token reports them.
+
+    A key marked "orphan" was made by scm for a record that does not exist (an interrupted
+    `ca init` or issuance); "staging" marks what an interrupted change left. `scm keys
+    prune` removes both.
+    """
     with keystore(cli) as store:
         infos = store.list()
+    claims = key_claims(cli)
     if output_format == "json":
-        click.echo(json.dumps([info.as_dict() for info in infos], indent=2))
+        listed = [{**info.as_dict(), "state": claims.state(info.label).value} for info in infos]
+        click.echo(json.dumps(listed, indent=2))
         return
     for info in infos:
+        state = claims.state(info.label)
         flags = [
             "sensitive" if info.sensitive else "NOT sensitive",
             "extractable" if info.extractable else "non-extractable",
@@ -68,6 +99,8 @@ def list_command(cli: CliContext, output_format: str) -> None:
             flags.append("never extractable")
         if info.has_certificate:
             flags.append("certificate")
+        if state in (KeyState.ORPHAN, KeyState.STAGING):
+            flags.append(f"{state.value.upper()}: remove with `scm keys prune`")
         click.echo(f"{info.label}\t{info.key_type.value}\t{', '.join(flags)}")
 
 
@@ -109,3 +142,23 @@ def delete_command(cli: CliContext, label: str) -> None:
     with keystore(cli) as store:
         store.delete(label)
     click.echo(f"{label}: deleted")
+
+
+@keys_group.command("prune")
+@pass_cli
+def prune_command(cli: CliContext) -> None:
+    """Remove orphan keys and what interrupted changes left in the token.
+
+    Orphans are keys scm made for its CA or SDS records (ca.key_label, sds-*) that no
+    record under the state directory names; keys of other labels are never touched.
+    """
+    with keystore(cli) as store, mutating(cli.settings.state_dir):
+        removed = store.sweep()
+        claims = key_claims(cli)  # read under the lock: no record is being written now
+        for info in claims.leftovers(store.list()):
+            store.delete(info.label)
+            removed.append(info.label)
+    for label in removed:
+        click.echo(f"{label}: removed")
+    if not removed:
+        click.echo("nothing to remove")

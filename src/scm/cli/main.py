@@ -13,6 +13,7 @@ from scm import __version__
 from scm.cli.context import CliContext
 from scm.config import LOG_LEVELS
 from scm.errors import ScmError, UnavailableError
+from scm.files import storage_error
 from scm.log import setup_logging
 
 EX_SOFTWARE = 70
@@ -111,6 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             raise
+        # A full or read-only disk is the operator's to fix, not a bug: say what to do.
+        storage = storage_error(exc) if isinstance(exc, OSError) else None
+        if storage is not None:
+            click.echo(f"scm: error: {storage}", err=True)
+            sys.exit(storage.exit_code)
         click.echo(
             f"scm: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
             err=True,

@@ -94,6 +94,10 @@ class Keystore(Protocol):
         """Bring an existing PEM private key (and certificate chain) into the store."""
         ...
 
+    def rename(self, label: str, new_label: str) -> KeyInfo:
+        """Give the key ``label`` (with its certificate) the free label ``new_label``."""
+        ...
+
     def signer(self, label: str) -> Signer:
         """A ``cryptography`` private key whose signatures are made by the store."""
         ...

@@ -8,6 +8,7 @@ from scm.config import Settings
 from scm.errors import ConfigError
 from scm.keys.errors import TokenLoginError
 from scm.keys.library import check_module
+from scm.keys.pin_file import read_pin_file
 from scm.keys.pkcs11_store import Pkcs11Keystore
 from scm.keys.settings import PIN_ENV, SOFTHSM2_MODULE, KeysSettings
 from scm.keys.softhsm import ensure_embedded_token
@@ -24,24 +25,16 @@ def open_keystore(settings: Settings) -> Pkcs11Keystore:
         # An empty label would match SoftHSM2's uninitialised free slot.
         raise ConfigError("keys.token_label must not be empty")
     check_module(keys.pkcs11_module)
-    pin = settings.environ.get(PIN_ENV) or (_read_pin(keys.pin_file) if keys.pin_file else None)
+    pin = settings.environ.get(PIN_ENV) or (read_pin_file(keys.pin_file) if keys.pin_file else None)
     softhsm_conf = None
     if keys.embedded_token and Path(keys.pkcs11_module).name == Path(SOFTHSM2_MODULE).name:
         token = ensure_embedded_token(settings.state_dir, keys.token_label)
         softhsm_conf = token.conf
-        pin = pin or token.user_pin()
+        pin = pin or read_pin_file(token.user_pin_file)
     if not pin:
         raise TokenLoginError(
             f"no PIN for token {keys.token_label!r}: set {PIN_ENV} or keys.pin_file"
         )
-    return Pkcs11Keystore(keys.pkcs11_module, keys.token_label, pin, softhsm_conf)
-
-
-def _read_pin(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise TokenLoginError(f"cannot read the PIN file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        # Say nothing of the content: it is, or is meant to be, a PIN.
-        raise TokenLoginError(f"the PIN file {path} is not text") from None
+    return Pkcs11Keystore(
+        keys.pkcs11_module, keys.token_label, pin, softhsm_conf, state_dir=settings.state_dir
+    )

@@ -77,6 +77,16 @@ class SoftwareKeystore:
             self._get(label)
             del self._entries[label]
 
+    def rename(self, label: str, new_label: str) -> KeyInfo:
+        if not new_label or not new_label.isprintable():
+            raise KeyFormatError("a key label must be printable and not empty")
+        with self._lock:
+            entry = self._get(label)
+            if new_label in self._entries:
+                raise KeyExistsError(f"a key labelled {new_label!r} exists already in memory")
+            self._entries[new_label] = self._entries.pop(label)
+            return self._info(new_label, entry)
+
     def signer(self, label: str) -> Signer:
         with self._lock:
             return self._get(label).key

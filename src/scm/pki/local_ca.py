@@ -1,15 +1,19 @@
 """A certificate authority on this machine whose signing key lives in the keystore.
 
 State under ``<state dir>/ca``: ``ca.json`` (trust domain, key label) and ``ca.pem``
-(the CA certificate, followed by its parent chain when it is an intermediate). The key
-is only a label in the keystore: the token signs, the key never leaves it.
+(the CA certificate, followed by its parent chain when it is an intermediate), and while
+``ca init`` runs ``.init.json`` (the key it is about to label). The key is only a label in
+the keystore: the token signs, the key never leaves it. ``ca init`` holds the state
+directory's lock, so two at once make one CA.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +22,26 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from scm.errors import ConfigError, InputError
+from scm import crashpoints
+from scm.errors import ConfigError, ConflictError, InputError, ScmError
 from scm.files import write_atomic
-from scm.keys import Keystore, KeyType, Signer
+from scm.keys import Keystore, KeyType, Signer, staging
 from scm.pki.attested import CAAttestationSettings
 from scm.pki.authority import IssuedCertificate
 from scm.pki.errors import CAExistsError, CANotFoundError
 from scm.pki.identity import check_trust_domain, signature_hash
 from scm.pki.svid import SvidPolicy, dns_name_allowed, leaf_builder
 from scm.pki.ttl import parse_ttl
+from scm.state_mutation import mutating
+
+log = logging.getLogger(__name__)
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 # Leaves are backdated a little so that peers with slightly slow clocks accept them.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 NAME_MAX = 64  # upper bound of X.509 O and CN (RFC 5280 ub-organization-name, ub-common-name)
+# Written by `ca init` just before the key gets its label, removed once ca.json exists.
+INIT_INTENT = ".init.json"
 
 
 @dataclass(frozen=True)
@@ -124,28 +134,32 @@ class LocalCA:
         The parent's key is used once, in memory, and never stored.
         """
         check_trust_domain(trust_domain)
-        directory = cls.directory(state_dir)
-        if (directory / "ca.json").exists():
-            raise CAExistsError(f"a CA exists already in {directory}")
         if parent is not None:
             _check_parent(*parent)
-        keystore.generate(key_label, key_type)
-        try:
-            signer = keystore.signer(key_label)
-            certificate = _ca_certificate(trust_domain, signer, parent)
-            chain = [certificate] + (parent[0] if parent else [])
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
-            keystore.store_certificate(key_label, pem)
-            write_atomic(directory / "ca.pem", pem)
-            meta = {"trust_domain": trust_domain, "key_label": key_label}
-            # Written last: its presence marks the CA as complete.
-            write_atomic(directory / "ca.json", json.dumps(meta, indent=2) + "\n")
-        except BaseException:
-            (directory / "ca.pem").unlink(missing_ok=True)
-            keystore.delete(key_label)
-            raise
+        directory = cls.directory(state_dir)
+        with mutating(state_dir):
+            if (directory / "ca.json").exists():
+                # A kill after ca.json but before the intent was removed: the CA is whole.
+                with contextlib.suppress(OSError):
+                    (directory / INIT_INTENT).unlink(missing_ok=True)
+                raise CAExistsError(f"a CA exists already in {directory}")
+            _roll_back_interrupted_init(directory, keystore, key_label)
+            if (existing := keystore.find(key_label)) is not None:
+                raise ConflictError(
+                    f"a key labelled {key_label!r} exists already in {existing.location} and "
+                    f"no CA uses it: delete it (`scm keys delete {key_label}`) or set ca.key_label"
+                )
+            chain = _create(directory, keystore, trust_domain, key_type, key_label, parent)
         return cls(keystore, key_label, chain, SvidPolicy(trust_domain, max_ttl=max_ttl))
+
+    @classmethod
+    def key_label_in(cls, state_dir: Path) -> str | None:
+        """The label of the key a complete CA under ``state_dir`` uses, if there is one."""
+        try:
+            label = json.loads((cls.directory(state_dir) / "ca.json").read_text())["key_label"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return label if isinstance(label, str) else None
 
     @classmethod
     def load(
@@ -183,6 +197,73 @@ class LocalCA:
 
     def trust_bundle(self) -> list[x509.Certificate]:
         return [self.chain[-1]]
+
+
+def _create(
+    directory: Path,
+    keystore: Keystore,
+    trust_domain: str,
+    key_type: KeyType,
+    key_label: str,
+    parent: tuple[list[x509.Certificate], Signer] | None,
+) -> list[x509.Certificate]:
+    """Make the CA's key, certificate and files; on any failure leave nothing behind.
+
+    The key is made under a staging label and renamed only once its certificate is stored,
+    and ``ca.json`` is written last. A kill before the rename leaves a staging key the next
+    change sweeps; a kill after it leaves the intent file, and the next ``ca init`` rolls the
+    half-made CA back (no certificate was ever issued by it: that needs ``ca.json``).
+    """
+    staged = staging.new_label()
+    info = keystore.generate(staged, key_type)
+    label = staged
+    complete = False
+    try:
+        crashpoints.reach("ca.key-staged")
+        signer = keystore.signer(staged)
+        certificate = _ca_certificate(trust_domain, signer, parent)
+        chain = [certificate] + (parent[0] if parent else [])
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+        keystore.store_certificate(staged, pem)
+        crashpoints.reach("ca.chain-stored")
+        write_atomic(directory / "ca.pem", pem)
+        intent = {"key_label": key_label, "key_id": info.key_id}
+        write_atomic(directory / INIT_INTENT, json.dumps(intent) + "\n")
+        crashpoints.reach("ca.intent-written")
+        keystore.rename(staged, key_label)
+        label = key_label
+        crashpoints.reach("ca.key-committed")
+        meta = {"trust_domain": trust_domain, "key_label": key_label}
+        # Written last: its presence marks the CA as complete.
+        write_atomic(directory / "ca.json", json.dumps(meta, indent=2) + "\n")
+        complete = True
+        crashpoints.reach("ca.json-written")
+        (directory / INIT_INTENT).unlink()
+    except BaseException:
+        if not complete:
+            (directory / "ca.pem").unlink(missing_ok=True)
+            (directory / INIT_INTENT).unlink(missing_ok=True)
+            with contextlib.suppress(ScmError):
+                keystore.delete(label)
+        raise
+    return chain
+
+
+def _roll_back_interrupted_init(directory: Path, keystore: Keystore, key_label: str) -> None:
+    """Undo a ``ca init`` killed after its key got its label but before ``ca.json``."""
+    try:
+        intent = json.loads((directory / INIT_INTENT).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {directory / INIT_INTENT}: {exc}") from None
+    key = keystore.find(intent.get("key_label", key_label))
+    if key is not None and key.key_id == intent.get("key_id"):
+        keystore.delete(key.label)  # ours: the id was recorded before the rename
+    (directory / "ca.pem").unlink(missing_ok=True)
+    (directory / INIT_INTENT).unlink()
+    log.warning("rolled back an interrupted `scm ca init` in %s", directory)
 
 
 def _serial() -> int:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 from cryptography import x509
 
+from scm.crashpoints import reach as pause_point
 from scm.errors import ConfigError, ScmError, UnavailableError
 from scm.keys import KeyType
 from scm.pki import (
@@ -45,6 +46,7 @@ from scm.pki import (
     build_csr,
     check_svid,
 )
+from scm.processes import process_alive
 from scm.sds.chaincheck import anchor_fingerprint, chain_problem
 from scm.sds.clock import Clock, SystemClock
 from scm.sds.credentials import DEFAULT, ROOTCA, Credential, HsmKey, SecretValue, TrustBundle
@@ -52,7 +54,6 @@ from scm.sds.health import IssuanceHealth
 from scm.sds.keypool import KeyPool
 from scm.sds.leafkeys import HSM, LeafKeys
 from scm.sds.loader import key_type_of
-from scm.sds.pausepoints import pause_point
 from scm.sds.records import CredentialRecords, IssuedRecord, KeyInProgress, RetiredKey
 
 log = logging.getLogger(__name__)
@@ -333,7 +334,7 @@ class CertificateIssuer:
                 keys = self.records.in_progress()
                 record = self.records.load(DEFAULT)
                 kept = record.labels() if record else set()
-                dead = {k.label for k in keys.values() if not _alive(k.pid)}
+                dead = {k.label for k in keys.values() if not process_alive(k.pid)}
                 for label in sorted(dead - kept):
                     self.keys.delete_if_present(label)
                     log.info("deleted key %s left by an interrupted issuance", label)
@@ -428,18 +429,6 @@ async def _to_the_end(fn: Callable[..., None], *args: object) -> None:
     except asyncio.CancelledError:
         await asyncio.wait([work])
         raise
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:

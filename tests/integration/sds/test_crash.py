@@ -16,8 +16,8 @@ import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
+from scm.crashpoints import PAUSE_AT_ENV as PAUSE_ENV
 from scm.sds import DEFAULT
-from scm.sds.pausepoints import PAUSE_ENV
 from scm.sds.records import CredentialRecords
 from tests.integration.sds.client import fetch_secret
 from tests.integration.sds.harness import stop_cleanly, wait_for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,8 +20,10 @@ from scm.keys import (
     KeyType,
     Pkcs11Keystore,
     TokenUnavailableError,
+    staging,
 )
 from scm.keys.settings import SOFTHSM2_MODULE
+from scm.keys.token_lock import pkcs11_lock
 from tests.keystores import RawToken
 
 A = pkcs11.Attribute
@@ -243,9 +246,9 @@ def test_concurrent_use_from_many_coroutines_and_threads(
 def test_lost_session_is_reopened(token_keystore: Pkcs11Keystore, label: str) -> None:
     token_keystore.generate(label, KeyType.EC_P256)
     signer = token_keystore.signer(label)
-    session = token_keystore._session
+    session = token_keystore._token._session
     assert session is not None
-    token_keystore._lock.run(session.close)  # as if the token had dropped it
+    pkcs11_lock().run(session.close)  # as if the token had dropped it
     signature = signer.sign(b"after", ec.ECDSA(hashes.SHA256()))
     signer.public_key().verify(signature, b"after", ec.ECDSA(hashes.SHA256()))
 
@@ -259,3 +262,34 @@ def test_missing_token_and_missing_module(
         Pkcs11Keystore(SOFTHSM2_MODULE, "absent", "1234", conf)
     with pytest.raises(TokenUnavailableError, match="does not exist"):
         Pkcs11Keystore("/nonexistent/libp11sgx.so", "scm", "1234")
+
+
+def test_sweep_removes_staging_keys_older_than_a_minute_only(
+    token_keystore: Pkcs11Keystore,
+) -> None:
+    """Staging labels of this (live) process: only the age makes one abandoned."""
+    old = staging.new_label(clock=lambda: time.time() - 2 * staging.MAX_AGE)
+    young = staging.new_label()
+    token_keystore.generate(old, KeyType.EC_P256)
+    token_keystore.generate(young, KeyType.EC_P256)
+    removed = token_keystore.sweep()
+    assert old in removed and young not in removed
+    assert token_keystore.find(old) is None and token_keystore.find(young) is not None
+    token_keystore.delete(young)
+
+
+def test_sweep_judges_age_by_the_keystores_clock(
+    token_keystore: Pkcs11Keystore, token_state_dir: Path
+) -> None:
+    young = staging.new_label()
+    token_keystore.generate(young, KeyType.EC_P256)
+    conf = token_state_dir / "softhsm" / "softhsm2.conf"
+    pin = (token_state_dir / "softhsm" / "user.pin").read_text().strip()
+    later = Pkcs11Keystore(
+        SOFTHSM2_MODULE, "scm", pin, conf, clock=lambda: time.time() + 2 * staging.MAX_AGE
+    )
+    try:
+        assert young in later.sweep()
+    finally:
+        later.close()
+    assert token_keystore.find(young) is None
