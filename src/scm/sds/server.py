@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from envoy.service.secret.v3 import sds_pb2_grpc
 
 from scm.errors import UnavailableError
 from scm.sds.listeners import (
@@ -26,6 +25,7 @@ from scm.sds.peergate import PeerGate, RefusingHandler
 from scm.sds.render import SecretRenderer
 from scm.sds.service import Limits, SecretDiscoveryService
 from scm.sds.store import SecretStore
+from scm.sds.wire import sds_method_handlers
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class SdsServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(self.service, server)
+        server.add_generic_rpc_handlers((sds_method_handlers(self.service),))
         unix = list(self.options.unix)
         if self.options.allowed_uids is not None and unix:
             unix = await self._start_gates(unix)
