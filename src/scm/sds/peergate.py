@@ -1,11 +1,14 @@
-"""Only let allowed uids use a Unix socket, checked with SO_PEERCRED.
+"""Admit connections to a Unix socket by the peer's uid (SO_PEERCRED) and by count.
 
 gRPC accepts its own connections and does not reveal the peer's credentials, so when an
-allow-list is configured the public socket belongs to this gate instead: it reads the
-connecting process's uid from the kernel and relays the connection, bytes unchanged, to
-the real server on a private socket. A peer that is not allowed is relayed to a second,
-tiny gRPC server that answers every call with PERMISSION_DENIED, so the client gets a
-gRPC status with a reason rather than a dropped connection.
+allow-list or a per-uid limit is configured the public socket belongs to this gate
+instead: it reads the connecting process's uid from the kernel, checks it against the
+:class:`~scm.sds.admission.AdmissionLimits` before any gRPC work, and relays an admitted
+connection, bytes unchanged, to the real server on a private socket. A refused peer gets
+a gRPC status spoken by :mod:`scm.sds.refusal` on its own socket (no relay, no second
+server), and at most ``max_refusals_in_flight`` of those at once: past that, a refused
+connection is simply closed, so a flood costs one descriptor per connection for an
+instant.
 """
 
 from __future__ import annotations
@@ -15,16 +18,15 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import grpc
+from scm.sds.admission import AdmissionLimits, ConnectionCounts, refusal_status
+from scm.sds.refusal import refuse_connection
 
 log = logging.getLogger(__name__)
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid
-REFUSAL = "this process's uid is not allowed to use the SDS socket"
 
 
 def peer_uid(connection: socket.socket) -> int:
@@ -35,23 +37,27 @@ def peer_uid(connection: socket.socket) -> int:
 
 
 class PeerGate:
-    """Relays connections on ``public`` to ``backend`` for allowed uids, else to ``refusal``."""
+    """Relays admitted connections on a public socket to ``backend``; refuses the rest.
+
+    ``on_refused(uid, reason)`` is called for every refusal (to count and log it).
+    """
 
     def __init__(
         self,
         backend: Path,
-        refusal: Path,
-        allowed_uids: Collection[int],
-        on_refused: Callable[[int], None],
+        limits: AdmissionLimits,
+        cap: int,
+        on_refused: Callable[[int, str], None],
     ) -> None:
         self.backend = backend
-        self.refusal = refusal
-        self.allowed_uids = frozenset(allowed_uids)
+        self.limits = limits
+        self.counts = ConnectionCounts(limits, cap)
         self.on_refused = on_refused
+        self.refusing = 0
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self, public: Path) -> None:
-        self._server = await asyncio.start_unix_server(self._relay, path=str(public))
+        self._server = await asyncio.start_unix_server(self._accepted, path=str(public))
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -59,16 +65,41 @@ class PeerGate:
             await self._server.wait_closed()
             self._server = None
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        uid = peer_uid(writer.get_extra_info("socket"))
-        target = self.backend
-        if uid not in self.allowed_uids:
-            log.warning("refused SDS connection from uid %d (not in the allow-list)", uid)
-            self.on_refused(uid)
-            target = self.refusal
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            upstream_reader, upstream_writer = await asyncio.open_unix_connection(str(target))
+            uid = peer_uid(writer.get_extra_info("socket"))
         except OSError:
+            writer.close()
+            return
+        reason = self.counts.refusal(uid)
+        if reason is not None:
+            self.on_refused(uid, reason)
+            await self._refuse(reader, writer, reason)
+            return
+        self.counts.opened(uid)
+        try:
+            await self._relay(reader, writer)
+        finally:
+            self.counts.closed(uid)
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reason: str
+    ) -> None:
+        if self.refusing >= self.limits.max_refusals_in_flight:
+            writer.close()  # a flood: no status for this one, only the count
+            return
+        self.refusing += 1
+        try:
+            code, message = refusal_status(reason)
+            await refuse_connection(reader, writer, code, message, self.limits.refusal_timeout_s)
+        finally:
+            self.refusing -= 1
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_unix_connection(str(self.backend))
+        except OSError as exc:
+            log.warning("cannot reach the SDS server's private socket: %s", exc.strerror)
             writer.close()
             return
         await asyncio.gather(
@@ -85,19 +116,3 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             writer.close()
-
-
-class RefusingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Answers every RPC with PERMISSION_DENIED."""
-
-    def service(self, call_details: Any) -> Any:
-        if call_details.method.endswith("/FetchSecrets"):
-            return grpc.unary_unary_rpc_method_handler(self._unary)
-        return grpc.stream_stream_rpc_method_handler(self._stream)
-
-    async def _unary(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSAL)
-        return b""
-
-    async def _stream(self, requests: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSAL)

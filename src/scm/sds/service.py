@@ -27,6 +27,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from scm.errors import ScmError
+from scm.sds.admission import RefusalLog
 from scm.sds.metrics import SdsMetrics
 from scm.sds.peertext import escaped
 from scm.sds.protocol import DeltaState, ProtocolViolation, SotwState, Verdict
@@ -85,11 +86,13 @@ class SecretDiscoveryService:
         renderer: SecretRenderer,
         metrics: SdsMetrics,
         limits: Limits | None = None,
+        refusal_log: RefusalLog | None = None,
     ) -> None:
         self.store = store
         self.renderer = renderer
         self.metrics = metrics
         self.limits = limits or Limits()
+        self.refusal_log = refusal_log or RefusalLog()
         self.streams: dict[int, StreamInfo] = {}
         self._ids = itertools.count(1)
         # name -> (version, packed Secret): each version is rendered once, not per stream
@@ -115,7 +118,7 @@ class SecretDiscoveryService:
             self._check_request(request.type_url, request.resource_names, allow_empty=False)
             secrets = [await self._obtain(n) for n in dict.fromkeys(request.resource_names)]
         except _Rejected as exc:
-            self.metrics.rejected.labels(exc.reason).inc()
+            self._refuse(exc, context, "fetch")
             await context.abort(exc.code, str(exc))
         self.metrics.pushes.labels("fetch").inc(len(secrets))
         return discovery_pb2.DiscoveryResponse(
@@ -131,11 +134,13 @@ class SecretDiscoveryService:
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[Any]:
         if len(self.streams) >= self.limits.max_streams:
-            self.metrics.rejected.labels("too_many_streams").inc()
-            await context.abort(
+            refusal = _Rejected(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too_many_streams",
                 f"too many SDS streams (limit {self.limits.max_streams})",
             )
+            self._refuse(refusal, context, "new stream")
+            await context.abort(refusal.code, str(refusal))
         info = StreamInfo(next(self._ids), stream.api)
         stream.info = info
         self.streams[info.id] = info
@@ -161,14 +166,20 @@ class SecretDiscoveryService:
                     return
         except (_Rejected, ProtocolViolation) as exc:
             code = exc.code if isinstance(exc, _Rejected) else grpc.StatusCode.INVALID_ARGUMENT
-            self.metrics.rejected.labels(exc.reason).inc()
-            log.warning("stream %d (node %s): %s", info.id, escaped(info.node_id), exc)
+            self._refuse(exc, context, f"stream {info.id} (node {escaped(info.node_id)})")
             await context.abort(code, str(exc))
         finally:
             reader.cancel()
             stream.close()
             del self.streams[info.id]
             self.metrics.streams_active.labels(stream.api).dec()
+
+    def _refuse(
+        self, exc: _Rejected | ProtocolViolation, context: grpc.aio.ServicerContext, where: str
+    ) -> None:
+        """Count a refusal; log it once per peer and reason per minute."""
+        self.metrics.rejected.labels(exc.reason).inc()
+        self.refusal_log.refused(str(context.peer()), exc.reason, f"{where}: {exc}")
 
     def _check_request(self, type_url: str, names: Iterable[str], allow_empty: bool) -> None:
         if type_url not in ("", SECRET_TYPE_URL):
