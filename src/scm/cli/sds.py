@@ -116,7 +116,7 @@ def serve_command(
     )
     plan = build_plan(cli.settings, overrides)
     try:
-        click.echo(f"scm sds: serving {plan.describe()}", err=True)
-        asyncio.run(serve_plan_until_stopped(plan))
+        announce = lambda what: click.echo(f"scm sds: serving {what}", err=True)  # noqa: E731
+        asyncio.run(serve_plan_until_stopped(plan, announce))
     finally:
         plan.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -179,10 +179,17 @@ async def running_plan(plan: SdsPlan, backoff: Backoff | None = None) -> AsyncIt
         yield run
 
 
-async def serve_plan_until_stopped(plan: SdsPlan) -> None:
-    """Serve ``plan`` until SIGINT or SIGTERM; everything started here is stopped here."""
+async def serve_plan_until_stopped(
+    plan: SdsPlan, announce: Callable[[str], None] | None = None
+) -> None:
+    """Serve ``plan`` until SIGINT or SIGTERM; everything started here is stopped here.
+
+    ``announce`` gets the start-up line once everything listens (never before).
+    """
     async with running_plan(plan):
         log.info("SDS serving %s", plan.describe())
+        if announce is not None:
+            announce(plan.describe())
         await wait_for_stop_signal()
 
 

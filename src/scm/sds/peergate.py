@@ -67,6 +67,15 @@ class PeerGate:
 
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            await self._admit(reader, writer)
+        except asyncio.CancelledError:
+            # The server is shutting down: this connection ends with it. Returning
+            # (rather than re-raising) keeps asyncio's stream callback from logging a
+            # traceback per open connection.
+            writer.close()
+
+    async def _admit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
             uid = peer_uid(writer.get_extra_info("socket"))
         except OSError:
             writer.close()
