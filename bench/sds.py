@@ -13,7 +13,8 @@ server memory per connection and server CPU per pushed Secret. With
 ``SCM_BENCH_SDS_FLOOD=1`` scm's server is measured once more with a never-reading
 client and a connection flood from a disallowed uid in the background. Figures only.
 
-Environment: SCM_BENCH_SDS_CONNECTIONS (default 1000), SCM_BENCH_SDS_CLIENTS (4).
+Environment: SCM_BENCH_SDS_CONNECTIONS (default 1000), SCM_BENCH_SDS_CLIENTS (4),
+SCM_BENCH_SDS_PEER=0 (skip the bare server), SCM_BENCH_SDS_FLOOD=1 (add the hostile run).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from scm.sds.service import Limits
 CONNECTIONS = int(os.environ.get("SCM_BENCH_SDS_CONNECTIONS", "1000"))
 CLIENT_PROCESSES = int(os.environ.get("SCM_BENCH_SDS_CLIENTS", "4"))
 FLOOD = os.environ.get("SCM_BENCH_SDS_FLOOD", "") == "1"
+PEER = os.environ.get("SCM_BENCH_SDS_PEER", "1") == "1"  # 0: skip the bare grpc.aio run
 OPEN_TIMEOUT_S = 120.0
 ROTATION_TIMEOUT_S = 60.0
 ROTATIONS = 3
@@ -404,8 +406,8 @@ def main() -> None:
           f"{CLIENT_PROCESSES} client processes; machine shared, figures noisy")  # fmt: skip
     scm = measure("scm", 0)
     report(scm)
-    size = _secret_size()
-    report(measure("bare", size))
+    if PEER:
+        report(measure("bare", _secret_size()))
     if FLOOD:
         hostile = measure("scm-gated", 0, hostile=True)
         hostile["hostile"] = True

@@ -39,7 +39,7 @@ class SdsSettings:
     socket_group: str | None = None
     allowed_uids: tuple[int, ...] = ()
     http: str | None = None
-    max_streams: int = 10_000
+    max_streams: int = 20_000
     max_message_bytes: int = 256 * 1024
     max_connections: int = 0  # 0: as many as the descriptor limit allows
     max_connections_per_uid: int = 0  # 0: no per-uid limit (a limit puts the gate in front)

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class Limits:
     """What one client may ask of the server."""
 
-    max_streams: int = 10_000
+    max_streams: int = 20_000  # 10,000 Envoys with a default and a ROOTCA stream each
     max_names_per_request: int = 64
     max_name_length: int = 256
 
