@@ -20,6 +20,7 @@ SCM_BENCH_SDS_PEER=0 (skip the bare server), SCM_BENCH_SDS_FLOOD=1 (add the host
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import multiprocessing
 import os
@@ -55,6 +56,7 @@ OPEN_TIMEOUT_S = 120.0
 ROTATION_TIMEOUT_S = 60.0
 ROTATIONS = 3
 TICKS = os.sysconf("SC_CLK_TCK")
+ERRORS: collections.Counter[str] = collections.Counter()  # a client process's failures
 
 
 def rss_bytes() -> int:
@@ -243,7 +245,10 @@ async def hold_stream(stub: Any, name: str, opened: asyncio.Future[bool]) -> boo
             await call.write(request([name], response.nonce, response.version_info))
             if not opened.done():
                 opened.set_result(True)
-    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+    except grpc.aio.AioRpcError as exc:
+        ERRORS[f"{exc.code().name}: {exc.details()}"[:120]] += 1
+        return False
+    except asyncio.InvalidStateError:
         return False
     finally:
         if not opened.done():
@@ -272,9 +277,9 @@ async def _hold(socket_path: str, connections: int, report: Connection) -> None:
             tasks.append(asyncio.create_task(hold_stream(stub, name, future)))
     done, pending = await asyncio.wait(opened, timeout=OPEN_TIMEOUT_S)
     failed_to_open = len(pending) + sum(1 for f in done if not f.result())
-    report.send(failed_to_open)
+    report.send((failed_to_open, dict(ERRORS)))
     await loop.run_in_executor(None, report.recv)  # "count": how many failed since
-    report.send(sum(1 for t in tasks if t.done() and not t.result()) - failed_to_open)
+    report.send((sum(1 for t in tasks if t.done() and not t.result()) - failed_to_open, {}))
     for task in tasks:
         task.cancel()
 
@@ -342,8 +347,9 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
             client.start()
             clients.append((client, ours))
         failed_open = 0
+        errors: collections.Counter[str] = collections.Counter()
         for (_, ours), share in zip(clients, _shares(CONNECTIONS, CLIENT_PROCESSES), strict=True):
-            failed_open += _recv(ours, OPEN_TIMEOUT_S + 60, default=2 * share)
+            failed_open += _recv(ours, OPEN_TIMEOUT_S + 60, 2 * share, errors)
         open_seconds = time.perf_counter() - started
         time.sleep(1.0)  # let the last ACKs land before measuring memory
         control.send("rss")
@@ -355,7 +361,7 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
         failed_later = 0
         for _, ours in clients:
             ours.send("count")
-            failed_later += _recv(ours, 30, default=0)
+            failed_later += _recv(ours, 30, 0, errors)
         return {
             "kind": kind,
             "failed_open": failed_open,
@@ -363,6 +369,7 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
             "open_s": open_seconds,
             "rss_per_connection": (held - baseline) / CONNECTIONS,
             "rotations": rotations,
+            "errors": errors,
         }
     finally:
         for process in [c for c, _ in clients] + helpers:
@@ -379,9 +386,14 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _recv(pipe: Connection, timeout: float, default: int) -> int:
+def _recv(pipe: Connection, timeout: float, default: int, errors: collections.Counter[str]) -> int:
     """A count from a client, or ``default`` (all failed) if it does not answer in time."""
-    return int(pipe.recv()) if pipe.poll(timeout) else default
+    if not pipe.poll(timeout):
+        errors["client did not answer in time"] += 1
+        return default
+    count, seen = pipe.recv()
+    errors.update(seen)
+    return int(count)
 
 
 def report(result: dict[str, Any]) -> None:
@@ -392,6 +404,8 @@ def report(result: dict[str, Any]) -> None:
     print(f"{name}:")
     print(f"  streams failed: {result['failed_open']} of {streams} to open, "
           f"{result['failed_later']} later")  # fmt: skip
+    for error, count in result["errors"].most_common(5):
+        print(f"    {count} x {error}")
     print(f"  opening all streams (first response each): {result['open_s']:.2f} s")
     print(f"  server memory per connection: {result['rss_per_connection'] / 1024:.1f} KiB")
     for number, (seconds, acked, cpu) in enumerate(result["rotations"], 1):
