@@ -422,7 +422,8 @@ def main() -> None:
     report(scm)
     if PEER:
         report(measure("bare", _secret_size()))
-    if FLOOD:
+    if FLOOD:  # the gate (allow-list) is what refuses the flood: compare gated with gated
+        report(measure("scm-gated", 0))
         hostile = measure("scm-gated", 0, hostile=True)
         hostile["hostile"] = True
         report(hostile)

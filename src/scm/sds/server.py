@@ -53,6 +53,10 @@ DEFAULT_MAX_STREAMS_PER_CONNECTION = 100
 # queue must hold at least twice the streams the server admits.
 PENDING_CALLS_PER_STREAM = 2
 PENDING_CALLS_FLOOR = 1000
+# A queued call is cancelled after this long unrequested (gRPC's default: 30 s). A burst
+# of 10,000 reconnecting Envoys on a loaded node takes longer than that to drain, and a
+# cancelled Envoy only retries into the same queue: serve late rather than not at all.
+PENDING_CALL_WAIT_S = 120
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ def grpc_server_options(options: ServerOptions, connection_limit: int) -> list[t
         ("grpc.so_reuseport", 0),
         ("grpc.server.max_pending_requests", pending),
         ("grpc.server.max_pending_requests_hard_limit", 2 * pending),
+        ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_WAIT_S),
         ("grpc.max_concurrent_streams", options.max_streams_per_connection),
         ("grpc.max_allowed_incoming_connections", connection_limit),
     ]
