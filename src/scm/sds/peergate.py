@@ -18,7 +18,7 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from scm.sds.admission import AdmissionLimits, ConnectionCounts, refusal_status
@@ -39,8 +39,15 @@ def peer_uid(connection: socket.socket) -> int:
 class PeerGate:
     """Relays admitted connections on a public socket to ``backend``; refuses the rest.
 
-    ``on_refused(uid, reason)`` is called for every refusal (to count and log it).
+    Accepting is a plain callback on the listening socket, not an asyncio stream server:
+    a connection refused past the in-flight limit costs one accept, one getsockopt and
+    one close, with no transport or task, so a connection flood cannot buy much of the
+    event loop that also serves gRPC. ``on_refused(uid, reason)`` is called for every
+    refusal (to count and log it).
     """
+
+    ACCEPTS_PER_WAKEUP = 128  # then let the loop run other work (gRPC) before more
+    BACKLOG = 4096
 
     def __init__(
         self,
@@ -54,66 +61,97 @@ class PeerGate:
         self.counts = ConnectionCounts(limits, cap)
         self.on_refused = on_refused
         self.refusing = 0
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, public: Path) -> None:
-        self._server = await asyncio.start_unix_server(self._accepted, path=str(public))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(public))
+            listener.listen(self.BACKLOG)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready)
+        self._listener = listener
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await self._admit(reader, writer)
-        except asyncio.CancelledError:
-            # The server is shutting down: this connection ends with it. Returning
-            # (rather than re-raising) keeps asyncio's stream callback from logging a
-            # traceback per open connection.
-            writer.close()
+    def _accept_ready(self) -> None:
+        assert self._listener is not None
+        for _ in range(self.ACCEPTS_PER_WAKEUP):
+            try:
+                connection, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: the reserve is gone
+                log.warning("cannot accept an SDS connection: %s", exc.strerror)
+                return
+            self._admit(connection)
 
-    async def _admit(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _admit(self, connection: socket.socket) -> None:
         try:
-            uid = peer_uid(writer.get_extra_info("socket"))
+            uid = peer_uid(connection)
         except OSError:
-            writer.close()
+            connection.close()
             return
         reason = self.counts.refusal(uid)
         if reason is not None:
             self.on_refused(uid, reason)
-            await self._refuse(reader, writer, reason)
+            if self.refusing >= self.limits.max_refusals_in_flight:
+                connection.close()  # a flood: no status for this one, only the count
+                return
+            self.refusing += 1
+            self._spawn(self._refuse(connection, reason))
             return
         self.counts.opened(uid)
-        try:
-            await self._relay(reader, writer)
-        finally:
-            self.counts.closed(uid)
+        self._spawn(self._relay(connection, uid))
 
-    async def _refuse(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reason: str
-    ) -> None:
-        if self.refusing >= self.limits.max_refusals_in_flight:
-            writer.close()  # a flood: no status for this one, only the count
-            return
-        self.refusing += 1
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refuse(self, connection: socket.socket, reason: str) -> None:
         try:
+            reader, writer = await asyncio.open_unix_connection(sock=connection)
             code, message = refusal_status(reason)
             await refuse_connection(reader, writer, code, message, self.limits.refusal_timeout_s)
+        except (OSError, asyncio.CancelledError):
+            connection.close()
         finally:
             self.refusing -= 1
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _relay(self, connection: socket.socket, uid: int) -> None:
         try:
-            upstream_reader, upstream_writer = await asyncio.open_unix_connection(str(self.backend))
-        except OSError as exc:
-            log.warning("cannot reach the SDS server's private socket: %s", exc.strerror)
-            writer.close()
-            return
-        await asyncio.gather(
-            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
-        )
+            reader, writer = await asyncio.open_unix_connection(sock=connection)
+            try:
+                upstream_reader, upstream_writer = await asyncio.open_unix_connection(
+                    str(self.backend)
+                )
+            except OSError as exc:
+                log.warning("cannot reach the SDS server's private socket: %s", exc.strerror)
+                writer.close()
+                return
+            await asyncio.gather(
+                pipe(reader, upstream_writer),
+                pipe(upstream_reader, writer),
+                return_exceptions=True,
+            )
+        except (OSError, asyncio.CancelledError):
+            # a reset, or the server shutting down: this connection ends with it
+            connection.close()
+        finally:
+            self.counts.closed(uid)
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
