@@ -14,7 +14,8 @@ server memory per connection and server CPU per pushed Secret. With
 client and a connection flood from a disallowed uid in the background. Figures only.
 
 Environment: SCM_BENCH_SDS_CONNECTIONS (default 1000), SCM_BENCH_SDS_CLIENTS (4),
-SCM_BENCH_SDS_PEER=0 (skip the bare server), SCM_BENCH_SDS_FLOOD=1 (add the hostile run).
+SCM_BENCH_SDS_PEER=0 (skip the bare server), SCM_BENCH_SDS_FLOOD=1 (add the hostile run;
+"only": just the gated server quiet and under attack).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ from scm.sds.service import Limits
 
 CONNECTIONS = int(os.environ.get("SCM_BENCH_SDS_CONNECTIONS", "1000"))
 CLIENT_PROCESSES = int(os.environ.get("SCM_BENCH_SDS_CLIENTS", "4"))
-FLOOD = os.environ.get("SCM_BENCH_SDS_FLOOD", "") == "1"
+FLOOD_MODE = os.environ.get("SCM_BENCH_SDS_FLOOD", "")  # "1": add the hostile run; "only"
+FLOOD = FLOOD_MODE in ("1", "only")
 PEER = os.environ.get("SCM_BENCH_SDS_PEER", "1") == "1"  # 0: skip the bare grpc.aio run
 OPEN_TIMEOUT_S = 120.0
 ROTATION_TIMEOUT_S = 60.0
@@ -246,7 +248,7 @@ async def hold_stream(stub: Any, name: str, opened: asyncio.Future[bool]) -> boo
             if not opened.done():
                 opened.set_result(True)
     except grpc.aio.AioRpcError as exc:
-        ERRORS[f"{exc.code().name}: {exc.details()}"[:120]] += 1
+        ERRORS[f"{exc.code().name}: {exc.details()}"[:240]] += 1
         return False
     except asyncio.InvalidStateError:
         return False
@@ -418,10 +420,10 @@ def report(result: dict[str, Any]) -> None:
 def main() -> None:
     print(f"{CONNECTIONS} connections (one default + one ROOTCA stream each) from "
           f"{CLIENT_PROCESSES} client processes; machine shared, figures noisy")  # fmt: skip
-    scm = measure("scm", 0)
-    report(scm)
-    if PEER:
-        report(measure("bare", _secret_size()))
+    if FLOOD_MODE != "only":
+        report(measure("scm", 0))
+        if PEER:
+            report(measure("bare", _secret_size()))
     if FLOOD:  # the gate (allow-list) is what refuses the flood: compare gated with gated
         report(measure("scm-gated", 0))
         hostile = measure("scm-gated", 0, hostile=True)
