@@ -11,7 +11,8 @@ every wait has a deadline and what did not finish is counted as failed), the tim
 open everything, the time from a rotation until every ``default`` stream ACKed it,
 server memory per connection and server CPU per pushed Secret. With
 ``SCM_BENCH_SDS_FLOOD=1`` scm's server is measured once more with a never-reading
-client and a connection flood from a disallowed uid in the background. Figures only.
+client and a connection flood from a disallowed uid started once the Envoys are
+connected, running while the rotations are pushed. Figures only.
 
 Environment: SCM_BENCH_SDS_CONNECTIONS (default 1000), SCM_BENCH_SDS_CLIENTS (4),
 SCM_BENCH_SDS_PEER=0 (skip the bare server), SCM_BENCH_SDS_FLOOD=1 (add the hostile run;
@@ -335,13 +336,6 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
     clients: list[tuple[Any, Connection]] = []
     try:
         baseline = control.recv()
-        if hostile:
-            os.chmod(socket_path, 0o666)
-            for target in (never_read, connection_flood):
-                helper = spawn.Process(target=target, args=(socket_path,), daemon=True)
-                helper.start()
-                helpers.append(helper)
-            time.sleep(2)
         started = time.perf_counter()
         for share in _shares(CONNECTIONS, CLIENT_PROCESSES):
             ours, theirs = spawn.Pipe()
@@ -353,6 +347,13 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
         for (_, ours), share in zip(clients, _shares(CONNECTIONS, CLIENT_PROCESSES), strict=True):
             failed_open += _recv(ours, OPEN_TIMEOUT_S + 60, 2 * share, errors)
         open_seconds = time.perf_counter() - started
+        if hostile:  # the Envoys are connected; the attack runs while rotations are pushed
+            os.chmod(socket_path, 0o666)
+            for target in (never_read, connection_flood):
+                helper = spawn.Process(target=target, args=(socket_path,), daemon=True)
+                helper.start()
+                helpers.append(helper)
+            time.sleep(5)
         time.sleep(1.0)  # let the last ACKs land before measuring memory
         control.send("rss")
         held = control.recv()
