@@ -60,6 +60,8 @@ class AdmissionLimits:
     # Refused peers answered with a status at once; beyond, refusals are a plain close.
     max_refusals_in_flight: int = 64
     refusal_timeout_s: float = 5.0
+    # Refusals per second the gate spends CPU on; past it, it stops accepting briefly.
+    max_refusals_per_second: int = 500
 
     @property
     def gated(self) -> bool:
@@ -149,3 +151,30 @@ class RefusalLog:
                 reason,
                 detail,
             )
+
+
+class RefusalPacer:
+    """Caps how many refusals per second the gate spends CPU on.
+
+    A process that may open the socket and connects in a loop is refused as fast as the
+    gate can accept, which takes the event loop away from the Envoys already connected.
+    Past ``per_second`` refusals in one second the gate stops accepting until the second
+    is over: new connections wait in (or are refused by) the kernel's backlog, which the
+    flood keeps full anyway, while admitted connections keep the CPU.
+    """
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self._window_start = clock()
+        self._refused = 0
+
+    def refused(self) -> float:
+        """Note one refusal; returns how long to stop accepting (0: carry on)."""
+        now = self.clock()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._refused = now, 0
+        self._refused += 1
+        if self._refused < self.per_second:
+            return 0.0
+        return max(0.0, self._window_start + 1.0 - now)

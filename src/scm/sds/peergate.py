@@ -18,10 +18,11 @@ import contextlib
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
-from scm.sds.admission import AdmissionLimits, ConnectionCounts, refusal_status
+from scm.sds.admission import AdmissionLimits, ConnectionCounts, RefusalPacer, refusal_status
 from scm.sds.refusal import refuse_connection
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,14 @@ class PeerGate:
         limits: AdmissionLimits,
         cap: int,
         on_refused: Callable[[int, str], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
         self.limits = limits
         self.counts = ConnectionCounts(limits, cap)
         self.on_refused = on_refused
         self.refusing = 0
+        self.pacer = RefusalPacer(limits.max_refusals_per_second, clock)
         self._listener: socket.socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -96,25 +99,42 @@ class PeerGate:
             except OSError as exc:  # EMFILE and the like: the reserve is gone
                 log.warning("cannot accept an SDS connection: %s", exc.strerror)
                 return
-            self._admit(connection)
+            pause = self._admit(connection)
+            if pause > 0:
+                self._pause(pause)
+                return
 
-    def _admit(self, connection: socket.socket) -> None:
+    def _pause(self, seconds: float) -> None:
+        """Stop accepting for ``seconds`` (a flood is being refused)."""
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._listener.fileno())
+        loop.call_later(seconds, self._resume)
+
+    def _resume(self) -> None:
+        if self._listener is not None:  # not stopped meanwhile
+            loop = asyncio.get_running_loop()
+            loop.add_reader(self._listener.fileno(), self._accept_ready)
+
+    def _admit(self, connection: socket.socket) -> float:
+        """Admit or refuse ``connection``; returns how long to stop accepting."""
         try:
             uid = peer_uid(connection)
         except OSError:
             connection.close()
-            return
+            return 0.0
         reason = self.counts.refusal(uid)
-        if reason is not None:
-            self.on_refused(uid, reason)
-            if self.refusing >= self.limits.max_refusals_in_flight:
-                connection.close()  # a flood: no status for this one, only the count
-                return
+        if reason is None:
+            self.counts.opened(uid)
+            self._spawn(self._relay(connection, uid))
+            return 0.0
+        self.on_refused(uid, reason)
+        if self.refusing >= self.limits.max_refusals_in_flight:
+            connection.close()  # a flood: no status for this one, only the count
+        else:
             self.refusing += 1
             self._spawn(self._refuse(connection, reason))
-            return
-        self.counts.opened(uid)
-        self._spawn(self._relay(connection, uid))
+        return self.pacer.refused()
 
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -13,6 +13,7 @@ from scm.sds.admission import (
     AdmissionLimits,
     ConnectionCounts,
     RefusalLog,
+    RefusalPacer,
     connection_cap,
 )
 from scm.sds.refusal import hpack_integer, percent_encoded, trailers_only
@@ -88,3 +89,14 @@ def test_the_refusal_headers_decode_with_a_real_hpack_decoder() -> None:
         "grpc-message": percent_encoded(message),
     }
     assert "%25" in headers["grpc-message"] and "%0A" in headers["grpc-message"]
+
+
+def test_the_pacer_stops_accepting_for_the_rest_of_a_second_past_its_budget() -> None:
+    now = [10.0]
+    pacer = RefusalPacer(3, lambda: now[0])
+    assert pacer.refused() == 0.0
+    now[0] = 10.25
+    assert pacer.refused() == 0.0
+    assert pacer.refused() == pytest.approx(0.75)  # third refusal: pause until 11.0
+    now[0] = 11.0
+    assert pacer.refused() == 0.0  # a new second, a new budget
