@@ -1,37 +1,65 @@
-"""SDS at scale: many streams held by one server process, then a rotation pushed to all.
+"""SDS at scale: many Envoys on one node-level server, a rotation pushed to all of them.
 
-The server runs in its own process (so its memory is its own); the clients run in four
-others, as separate Envoys would. Prints the time from the rotation until every stream
-has ACKed it, and the server's resident memory per open stream. Figures only.
+Client layout, as real sidecars have it: one HTTP/2 connection per simulated Envoy, with
+one ``default`` and one ``ROOTCA`` stream on it, every response ACKed; the connections
+are spread over several client processes. The same clients are run, in the same run,
+against scm's server and against a bare grpc.aio server that pushes responses of the
+same size (no protocol rules, no store, no rendering), so the figures have a peer.
+
+Prints, per server: streams that failed to open or failed later (never waits forever:
+every wait has a deadline and what did not finish is counted as failed), the time to
+open everything, the time from a rotation until every ``default`` stream ACKed it,
+server memory per connection and server CPU per pushed Secret. With
+``SCM_BENCH_SDS_FLOOD=1`` scm's server is measured once more with a never-reading
+client and a connection flood from a disallowed uid started once the Envoys are
+connected, running while the rotations are pushed. Figures only.
+
+Environment: SCM_BENCH_SDS_CONNECTIONS (default 1000), SCM_BENCH_SDS_CLIENTS (4),
+SCM_BENCH_SDS_PEER=0 (skip the bare server), SCM_BENCH_SDS_FLOOD=1 (add the hostile run;
+"only": just the gated server quiet and under attack).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import multiprocessing
 import os
 import resource
 import shutil
+import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import grpc
+from envoy.service.discovery.v3 import discovery_pb2
 from envoy.service.secret.v3 import sds_pb2_grpc
+from google.protobuf import any_pb2
 from tests.certs import TestCA
 from tests.integration.sds.client import request
 
 from scm.sds import DEFAULT, ROOTCA, SdsServer, SecretRenderer, SecretStore, ServerOptions
+from scm.sds.admission import AdmissionLimits
 from scm.sds.listeners import UnixListener
+from scm.sds.render import SECRET_TYPE_URL
+from scm.sds.service import Limits
 
-# The goal is 2,000; at about 1,800 streams this grpc.aio server stops admitting new
-# streams on this machine (see README), so the default stays where it completes.
-STREAMS = int(os.environ.get("SCM_BENCH_SDS_STREAMS", "1000"))
-STREAMS_PER_CHANNEL = int(os.environ.get("SCM_BENCH_SDS_STREAMS_PER_CHANNEL", "100"))
+CONNECTIONS = int(os.environ.get("SCM_BENCH_SDS_CONNECTIONS", "1000"))
 CLIENT_PROCESSES = int(os.environ.get("SCM_BENCH_SDS_CLIENTS", "4"))
+FLOOD_MODE = os.environ.get("SCM_BENCH_SDS_FLOOD", "")  # "1": add the hostile run; "only"
+FLOOD = FLOOD_MODE in ("1", "only")
+PEER = os.environ.get("SCM_BENCH_SDS_PEER", "1") == "1"  # 0: skip the bare grpc.aio run
+OPEN_TIMEOUT_S = 120.0
+ROTATION_TIMEOUT_S = 60.0
+ROTATIONS = 3
+TICKS = os.sysconf("SC_CLK_TCK")
+ERRORS: collections.Counter[str] = collections.Counter()  # a client process's failures
 
 
 def rss_bytes() -> int:
@@ -39,123 +67,380 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * resource.getpagesize()
 
 
-def serve(socket_path: str, commands: Connection) -> None:
-    asyncio.run(_serve(Path(socket_path), commands))
+def cpu_seconds() -> float:
+    with open("/proc/self/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-async def _serve(socket_path: Path, commands: Connection) -> None:
-    ca = TestCA()
-    store = SecretStore()
-    store.put(ROOTCA, ca.bundle())
-    store.put(DEFAULT, ca.credential())
-    server = SdsServer(store, SecretRenderer(), ServerOptions(unix=(UnixListener(socket_path),)))
+def big_limits() -> Limits:
+    return Limits(max_streams=max(20_000, 2 * CONNECTIONS + 100))
+
+
+# --- the servers -----------------------------------------------------------------------
+
+
+class Scm:
+    """scm's SDS server with a store holding ROOTCA and default."""
+
+    def __init__(self, socket_path: Path, gated: bool) -> None:
+        self.ca = TestCA()
+        self.store = SecretStore()
+        self.store.put(ROOTCA, self.ca.bundle())
+        self.store.put(DEFAULT, self.ca.credential())
+        admission = AdmissionLimits(allowed_uids=frozenset({os.geteuid()})) if gated else None
+        options = ServerOptions(
+            unix=(UnixListener(socket_path),),
+            limits=big_limits(),
+            admission=admission or AdmissionLimits(),
+        )
+        self.server = SdsServer(self.store, SecretRenderer(), options)
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    def acks(self) -> float:
+        return self.server.metrics.acks.labels("sotw")._value.get()  # type: ignore[no-any-return]
+
+    def rotate(self) -> None:
+        self.store.put(DEFAULT, self.ca.credential())
+
+    def secret_bytes(self) -> int:
+        stored = self.store.get(DEFAULT)
+        assert stored is not None
+        return len(self.server.service._pack(stored).SerializeToString())
+
+    async def stop(self) -> None:
+        await self.server.stop(0)
+
+
+class Bare:
+    """A bare grpc.aio server: answers and pushes pre-made responses of the same size."""
+
+    def __init__(self, socket_path: Path, secret_bytes: int) -> None:
+        self.socket_path = socket_path
+        self.payload = b"x" * secret_bytes
+        self.version = 1
+        self.changed = asyncio.Event()
+        self.ack_count = 0.0
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.server.max_pending_requests", 4 * CONNECTIONS + 1000),
+                ("grpc.server.max_pending_requests_hard_limit", 8 * CONNECTIONS + 2000),
+            ]
+        )
+        handler = grpc.method_handlers_generic_handler(
+            "envoy.service.secret.v3.SecretDiscoveryService",
+            {
+                "StreamSecrets": grpc.stream_stream_rpc_method_handler(
+                    self.stream,
+                    discovery_pb2.DiscoveryRequest.FromString,
+                    lambda m: m.SerializeToString(),
+                )
+            },
+        )
+        self.server.add_generic_rpc_handlers((handler,))
+        self.server.add_insecure_port(f"unix:{socket_path}")
+
+    def response(self, nonce: int) -> Any:
+        packed = any_pb2.Any(type_url=SECRET_TYPE_URL, value=self.payload)
+        return discovery_pb2.DiscoveryResponse(
+            version_info=str(self.version), resources=[packed], nonce=f"{nonce:x}"
+        )
+
+    async def stream(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+        first = await _next(requests)
+        if first is None:
+            return
+        nonce = 1
+        yield self.response(nonce)
+        reader = asyncio.create_task(self._count_acks(requests))
+        try:
+            if DEFAULT not in first.resource_names:
+                await reader  # ROOTCA never changes here
+                return
+            while not reader.done():
+                await self.changed.wait()
+                nonce += 1
+                yield self.response(nonce)
+        finally:
+            reader.cancel()
+
+    async def _count_acks(self, requests: Any) -> None:
+        while await _next(requests) is not None:
+            self.ack_count += 1
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    def acks(self) -> float:
+        return self.ack_count
+
+    def rotate(self) -> None:
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def stop(self) -> None:
+        await self.server.stop(0)
+
+
+async def _next(requests: Any) -> Any:
+    """The next request, or None at the end of the stream (or when it failed)."""
+    try:
+        return await requests.__anext__()
+    except (StopAsyncIteration, grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        return None
+
+
+def serve(kind: str, socket_path: str, secret_bytes: int, commands: Connection) -> None:
+    asyncio.run(_serve(kind, Path(socket_path), secret_bytes, commands))
+
+
+async def _serve(kind: str, socket_path: Path, secret_bytes: int, commands: Connection) -> None:
+    server: Scm | Bare
+    if kind == "bare":
+        server = Bare(socket_path, secret_bytes)
+    else:
+        server = Scm(socket_path, gated=kind == "scm-gated")
     await server.start()
     loop = asyncio.get_running_loop()
-    acks = server.metrics.acks.labels("sotw")
     commands.send(rss_bytes())
     while True:
         command = await loop.run_in_executor(None, commands.recv)
         if command == "rss":
             commands.send(rss_bytes())
-        elif command == "rotate":
-            before = acks._value.get()
-            started = time.perf_counter()
-            store.put(DEFAULT, ca.credential())
-            while acks._value.get() < before + STREAMS:
-                await asyncio.sleep(0.001)
-            commands.send(time.perf_counter() - started)
+        elif command == "size":
+            commands.send(server.secret_bytes() if isinstance(server, Scm) else secret_bytes)
+        elif isinstance(command, tuple) and command[0] == "rotate":
+            commands.send(await _rotation(server, command[1]))
         else:
-            await server.stop(0)
+            await server.stop()
+            commands.send("stopped")
             return
 
 
-async def hold_stream(stub: Any, opened: asyncio.Queue[None]) -> None:
-    """Subscribe to default and ACK every response, like Envoy does."""
-    call = stub.StreamSecrets()
-    await call.write(request([DEFAULT]))
-    first = True
-    while True:
-        response = await call.read()
-        if response is grpc.aio.EOF:
-            return
-        await call.write(request([DEFAULT], response.nonce, response.version_info))
-        if first:
-            opened.put_nowait(None)
-            first = False
+async def _rotation(server: Scm | Bare, expected: int) -> tuple[float | None, int, float]:
+    """Rotate; (seconds until ``expected`` more ACKs or None, ACKs seen, CPU seconds)."""
+    before, cpu = server.acks(), cpu_seconds()
+    started = time.perf_counter()
+    server.rotate()
+    deadline = started + ROTATION_TIMEOUT_S
+    while server.acks() < before + expected and time.perf_counter() < deadline:
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    acked = int(server.acks() - before)
+    return (elapsed if acked >= expected else None), acked, cpu_seconds() - cpu
 
 
-def hold_streams(socket_path: str, count: int, report: Connection) -> None:
-    """A client process: open ``count`` streams, report when all answered, then keep ACKing."""
-    asyncio.run(_hold_streams(Path(socket_path), count, report))
+# --- the clients -----------------------------------------------------------------------
 
 
-async def _hold_streams(socket_path: Path, count: int, report: Connection) -> None:
+async def hold_stream(stub: Any, name: str, opened: asyncio.Future[bool]) -> bool:
+    """Subscribe to ``name`` and ACK every response, like Envoy; False if it failed."""
+    try:
+        call = stub.StreamSecrets()
+        await call.write(request([name]))
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                return False
+            await call.write(request([name], response.nonce, response.version_info))
+            if not opened.done():
+                opened.set_result(True)
+    except grpc.aio.AioRpcError as exc:
+        ERRORS[f"{exc.code().name}: {exc.details()}"[:240]] += 1
+        return False
+    except asyncio.InvalidStateError:
+        return False
+    finally:
+        if not opened.done():
+            opened.set_result(False)
+
+
+def hold(socket_path: str, connections: int, report: Connection) -> None:
+    asyncio.run(_hold(socket_path, connections, report))
+
+
+async def _hold(socket_path: str, connections: int, report: Connection) -> None:
+    loop = asyncio.get_running_loop()
     channels = [
-        # its own connection per channel, as separate Envoys would have
         grpc.aio.insecure_channel(
             f"unix:{socket_path}", options=[("grpc.use_local_subchannel_pool", 1)]
         )
-        for _ in range(-(-count // STREAMS_PER_CHANNEL))
+        for _ in range(connections)
     ]
-    opened: asyncio.Queue[None] = asyncio.Queue()
-    tasks = [
-        asyncio.create_task(
-            hold_stream(
-                sds_pb2_grpc.SecretDiscoveryServiceStub(channels[i % len(channels)]), opened
-            )
-        )
-        for i in range(count)
-    ]
-    for _ in range(count):
-        await opened.get()
-    report.send("opened")
-    await asyncio.gather(*tasks, return_exceptions=True)
+    opened: list[asyncio.Future[bool]] = []
+    tasks = []
+    for channel in channels:
+        stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
+        for name in (DEFAULT, ROOTCA):
+            future: asyncio.Future[bool] = loop.create_future()
+            opened.append(future)
+            tasks.append(asyncio.create_task(hold_stream(stub, name, future)))
+    done, pending = await asyncio.wait(opened, timeout=OPEN_TIMEOUT_S)
+    failed_to_open = len(pending) + sum(1 for f in done if not f.result())
+    report.send((failed_to_open, dict(ERRORS)))
+    await loop.run_in_executor(None, report.recv)  # "count": how many failed since
+    report.send((sum(1 for t in tasks if t.done() and not t.result()) - failed_to_open, {}))
+    for task in tasks:
+        task.cancel()
 
 
-def main() -> None:
-    directory = tempfile.mkdtemp(prefix="scm-bench-sds-")
-    socket_path = str(Path(directory) / "sds.sock")
+# --- hostile peers (SCM_BENCH_SDS_FLOOD=1) ----------------------------------------------
+
+
+def never_read(socket_path: str) -> None:
+    """A raw HTTP/2 client that never opens its receive window and keeps sending."""
+    from tests.integration.sds.rawh2 import RawGrpcClient, grpc_frame
+
+    message: Any = request([ROOTCA])
+    message.node.user_agent_name = "x" * 200_000
+    payload = grpc_frame(message.SerializeToString())
+    with contextlib.suppress(OSError, ConnectionError):
+        client = RawGrpcClient(Path(socket_path), read_window=0)
+        stream = client.open("StreamSecrets")
+        while True:
+            client.send(stream, payload, time.monotonic() + 1)
+
+
+def connection_flood(socket_path: str) -> None:
+    """Idle connections from uid 65534 (not allowed), reopened as the server drops them."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    held: list[socket.socket] = []
+    while True:
+        with contextlib.suppress(OSError):
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.connect(socket_path)
+            held.append(connection)
+        if len(held) > 5000:
+            for old in held[:1000]:
+                old.close()
+            del held[:1000]
+
+
+# --- one measurement -------------------------------------------------------------------
+
+
+def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, Any]:
     spawn = multiprocessing.get_context("spawn")
+    directory = tempfile.mkdtemp(prefix="scm-bench-sds-")
+    os.chmod(directory, 0o755)
+    socket_path = str(Path(directory) / "sds.sock")
     control, server_end = spawn.Pipe()
-    server = spawn.Process(target=serve, args=(socket_path, server_end))
+    server = spawn.Process(target=serve, args=(kind, socket_path, secret_bytes, server_end))
     server.start()
-    clients: list[Any] = []
+    helpers: list[Any] = []
+    clients: list[tuple[Any, Connection]] = []
     try:
         baseline = control.recv()
         started = time.perf_counter()
-        reports = []
-        for share in _shares(STREAMS, CLIENT_PROCESSES):
+        for share in _shares(CONNECTIONS, CLIENT_PROCESSES):
             ours, theirs = spawn.Pipe()
-            client = spawn.Process(target=hold_streams, args=(socket_path, share, theirs))
+            client = spawn.Process(target=hold, args=(socket_path, share, theirs), daemon=True)
             client.start()
-            clients.append(client)
-            reports.append(ours)
-        for report in reports:
-            report.recv()
+            clients.append((client, ours))
+        failed_open = 0
+        errors: collections.Counter[str] = collections.Counter()
+        for (_, ours), share in zip(clients, _shares(CONNECTIONS, CLIENT_PROCESSES), strict=True):
+            failed_open += _recv(ours, OPEN_TIMEOUT_S + 60, 2 * share, errors)
         open_seconds = time.perf_counter() - started
-        time.sleep(0.5)  # let the last ACKs land before measuring memory
+        if hostile:  # the Envoys are connected; the attack runs while rotations are pushed
+            os.chmod(socket_path, 0o666)
+            for target in (never_read, connection_flood):
+                helper = spawn.Process(target=target, args=(socket_path,), daemon=True)
+                helper.start()
+                helpers.append(helper)
+            time.sleep(5)
+        time.sleep(1.0)  # let the last ACKs land before measuring memory
         control.send("rss")
         held = control.recv()
         rotations = []
-        for _ in range(3):
-            control.send("rotate")
+        for _ in range(ROTATIONS):
+            control.send(("rotate", CONNECTIONS))
             rotations.append(control.recv())
-        print(f"streams held by one server process: {STREAMS} "
-              f"(from {CLIENT_PROCESSES} client processes)")  # fmt: skip
-        print(f"opening all streams (first response each): {open_seconds:.2f} s")
-        print(f"server memory per stream: {(held - baseline) / STREAMS / 1024:.1f} KiB")
-        for number, seconds in enumerate(rotations, 1):
-            print(f"rotation {number}: every stream ACKed after {seconds * 1000:.0f} ms")
+        failed_later = 0
+        for _, ours in clients:
+            ours.send("count")
+            failed_later += _recv(ours, 30, 0, errors)
+        return {
+            "kind": kind,
+            "failed_open": failed_open,
+            "failed_later": failed_later,
+            "open_s": open_seconds,
+            "rss_per_connection": (held - baseline) / CONNECTIONS,
+            "rotations": rotations,
+            "errors": errors,
+        }
     finally:
-        for client in clients:
-            client.terminate()
-            client.join()
+        for process in [c for c, _ in clients] + helpers:
+            process.terminate()
+            process.join(10)
+            if process.is_alive():
+                process.kill()
         control.send("stop")
+        if control.poll(20):
+            control.recv()
         server.join(10)
         if server.is_alive():
-            server.terminate()
-            server.join()
+            server.kill()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _recv(pipe: Connection, timeout: float, default: int, errors: collections.Counter[str]) -> int:
+    """A count from a client, or ``default`` (all failed) if it does not answer in time."""
+    if not pipe.poll(timeout):
+        errors["client did not answer in time"] += 1
+        return default
+    count, seen = pipe.recv()
+    errors.update(seen)
+    return int(count)
+
+
+def report(result: dict[str, Any]) -> None:
+    name = {"scm": "scm", "scm-gated": "scm (uid gate)", "bare": "bare grpc.aio"}[result["kind"]]
+    if result.get("hostile"):
+        name += ", with a never-reading client and a disallowed-uid flood"
+    streams = 2 * CONNECTIONS
+    print(f"{name}:")
+    print(f"  streams failed: {result['failed_open']} of {streams} to open, "
+          f"{result['failed_later']} later")  # fmt: skip
+    for error, count in result["errors"].most_common(5):
+        print(f"    {count} x {error}")
+    print(f"  opening all streams (first response each): {result['open_s']:.2f} s")
+    print(f"  server memory per connection: {result['rss_per_connection'] / 1024:.1f} KiB")
+    for number, (seconds, acked, cpu) in enumerate(result["rotations"], 1):
+        took = f"{seconds * 1000:.0f} ms" if seconds is not None else "did not finish"
+        per_push = cpu / acked * 1e6 if acked else float("nan")
+        print(f"  rotation {number}: {acked}/{CONNECTIONS} ACKed, {took}; "
+              f"server CPU {cpu:.2f} s = {per_push:.0f} us per pushed Secret")  # fmt: skip
+
+
+def main() -> None:
+    print(f"{CONNECTIONS} connections (one default + one ROOTCA stream each) from "
+          f"{CLIENT_PROCESSES} client processes; machine shared, figures noisy")  # fmt: skip
+    if FLOOD_MODE != "only":
+        report(measure("scm", 0))
+        if PEER:
+            report(measure("bare", _secret_size()))
+    if FLOOD:  # the gate (allow-list) is what refuses the flood: compare gated with gated
+        report(measure("scm-gated", 0))
+        hostile = measure("scm-gated", 0, hostile=True)
+        hostile["hostile"] = True
+        report(hostile)
+
+
+def _secret_size() -> int:
+    """Bytes of scm's rendered ``default`` Secret (what the bare server pushes too)."""
+
+    async def size() -> int:
+        with tempfile.TemporaryDirectory(prefix="scm-bench-") as directory:
+            scm = Scm(Path(directory) / "s.sock", gated=False)
+            return scm.secret_bytes()
+
+    return asyncio.run(size())
 
 
 def _shares(total: int, parts: int) -> list[int]:

@@ -8,31 +8,9 @@ from pathlib import Path
 import click
 
 from scm.cli.context import CliContext, pass_cli
-from scm.errors import ConfigError, InputError, NotFoundError
-from scm.keys import open_keystore
-from scm.pki import configured_ca
-from scm.sds import (
-    DEFAULT,
-    ROOTCA,
-    KeyProviderConfig,
-    Pins,
-    SecretRenderer,
-    SecretStore,
-    ServerOptions,
-)
-from scm.sds.credentials import SecretValue
-from scm.sds.daemon import SdsSettings, parse_host_port, serve_until_stopped
-from scm.sds.issuing import build_issuer, embedded_token_pins
-from scm.sds.keyprovider import PIN_SOURCES, load_provider_config
-from scm.sds.leafkeys import HSM, KEY_MODES
-from scm.sds.listeners import TlsListener, UnixListener
-from scm.sds.loader import (
-    load_hsm_credential,
-    load_software_credential,
-    load_trust_bundle,
-    parse_spec,
-)
-from scm.sds.service import Limits
+from scm.sds.assembly import SdsOverrides, build_plan, serve_plan_until_stopped
+from scm.sds.keyprovider import PIN_SOURCES
+from scm.sds.leafkeys import KEY_MODES
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -114,97 +92,31 @@ def serve_command(
     is the CA's trust bundle, and in hsm key mode keys imported with `scm keys import`
     are served under their label.
     """
-    settings = cli.settings.section("sds", SdsSettings)
-    mode = key_mode or settings.key_mode
-    static: dict[str, SecretValue] = {}
-    if trust_bundle:
-        static[ROOTCA] = load_trust_bundle(trust_bundle)
-    for spec in credentials:
-        name, cert, key = parse_spec(spec, "--credential")
-        static[name] = load_software_credential(Path(cert), Path(key))
-    token = token_label or settings.token_label
-    for spec in hsm_credentials:
-        name, cert, label = parse_spec(spec, "--hsm-credential")
-        static[name] = load_hsm_credential(Path(cert), label, token)
-    if not static and not issue:
-        raise InputError("nothing to serve: give --credential, --hsm-credential or --trust-bundle")
-    issuer = None
-    if issue:
-        keystore = open_keystore(cli.settings)
-        ca = configured_ca(cli.settings, keystore)
-        issuer = build_issuer(cli.settings, keystore, ca, mode, cert_ttl or settings.cert_ttl)
-    store = SecretStore(issuer)
-    for name, value in static.items():
-        store.put(name, value)
-
-    renderer = SecretRenderer()
-    if hsm_credentials or (issuer is not None and mode == HSM):
-        renderer = SecretRenderer(
-            _key_provider(
-                settings,
-                provider_config or settings.provider_config,
-                pin_source or settings.pin_source,
-                user_pin_file or settings.user_pin_file,
-                so_pin_file or settings.so_pin_file,
-                embedded_token_pins(cli.settings),
-            )
-        )
-    group = socket_group or settings.socket_group
-    workload = socket_path or settings.socket or cli.settings.state_dir / "sds.sock"
-    unix = [UnixListener(workload, group)]
-    gateway = gateway_socket or settings.gateway_socket
-    if gateway:
-        unix.append(UnixListener(gateway, group))
-    uids = allow_uid or settings.allowed_uids
-    options = ServerOptions(
-        unix=unix,
-        tls=_tls_listener(tcp, tls_cert, tls_key, tls_client_ca),
-        limits=Limits(max_streams=settings.max_streams),
-        max_message_bytes=settings.max_message_bytes,
-        allowed_uids=frozenset(uids) if uids else None,
+    overrides = SdsOverrides(
+        socket=socket_path,
+        gateway_socket=gateway_socket,
+        socket_group=socket_group,
+        allowed_uids=allow_uid,
+        tcp=tcp,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        http=http,
+        credentials=credentials,
+        hsm_credentials=hsm_credentials,
+        trust_bundle=trust_bundle,
+        issue=issue,
+        key_mode=key_mode,
+        cert_ttl=cert_ttl,
+        token_label=token_label,
+        provider_config=provider_config,
+        pin_source=pin_source,
+        user_pin_file=user_pin_file,
+        so_pin_file=so_pin_file,
     )
-    http_address = http or settings.http
-    monitor = parse_host_port(http_address, "--http") if http_address else None
-    names = ", ".join(stored.name for stored in store)
-    if issuer is not None:
-        names = ", ".join(filter(None, [names, f"{DEFAULT} issued in {mode} key mode"]))
-    click.echo(f"scm sds: serving {names} on {', '.join(str(u.path) for u in unix)}", err=True)
-    asyncio.run(serve_until_stopped(store, renderer, options, monitor, issuer))
-
-
-def _key_provider(
-    settings: SdsSettings,
-    provider_config: Path | None,
-    pin_source: str,
-    user_pin_file: Path | None,
-    so_pin_file: Path | None,
-    embedded_pins: Pins | None,
-) -> KeyProviderConfig:
-    pins = None
-    if pin_source == "secret" and user_pin_file:
-        pins = Pins(_read_pin(user_pin_file), _read_pin(so_pin_file) if so_pin_file else "")
-    elif pin_source == "secret":
-        pins = embedded_pins
-    if provider_config:
-        return load_provider_config(provider_config, pin_source, pins)
-    return KeyProviderConfig(sgx_library=settings.sgx_library, pin_source=pin_source, pins=pins)
-
-
-def _read_pin(path: Path) -> str:
+    plan = build_plan(cli.settings, overrides)
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        raise NotFoundError(f"PIN file {path} does not exist") from None
-    except OSError as exc:
-        raise InputError(f"cannot read PIN file {path}: {exc.strerror}") from None
-
-
-def _tls_listener(
-    tcp: str | None, cert: Path | None, key: Path | None, client_ca: Path | None
-) -> list[TlsListener]:
-    if tcp is None:
-        return []
-    if not (cert and key and client_ca):
-        raise ConfigError("--tcp needs --tls-cert, --tls-key and --tls-client-ca (mutual TLS)")
-    host, port = parse_host_port(tcp, "--tcp")
-    return [TlsListener(host, port, cert, key, client_ca)]
+        announce = lambda what: click.echo(f"scm sds: serving {what}", err=True)  # noqa: E731
+        asyncio.run(serve_plan_until_stopped(plan, announce))
+    finally:
+        plan.close()

@@ -4,9 +4,14 @@ The parts, each in its own module: :mod:`~scm.sds.credentials` (what is served),
 :mod:`~scm.sds.store` (versions, watchers, on-demand issuance), :mod:`~scm.sds.render`
 and :mod:`~scm.sds.keyprovider` (Envoy Secret messages), :mod:`~scm.sds.protocol` (the
 ACK/NACK/nonce rules), :mod:`~scm.sds.service` (the three RPCs),
+:mod:`~scm.sds.wire` (the gRPC method table, lenient parsing),
 :mod:`~scm.sds.listeners` and :mod:`~scm.sds.server` (sockets and lifecycle),
-:mod:`~scm.sds.issuer` and :mod:`~scm.sds.renewal` (issuance from the configured CA,
-renewal), :mod:`~scm.sds.up` (``scm up``: the server with a real Envoy).
+:mod:`~scm.sds.peergate`, :mod:`~scm.sds.admission` and :mod:`~scm.sds.refusal` (who may
+connect, and refusals as gRPC statuses), :mod:`~scm.sds.peertext` (peer text made safe to
+log), :mod:`~scm.sds.assembly` (settings and overrides to a running server, for
+``scm sds serve`` and ``scm up``), :mod:`~scm.sds.issuer` and :mod:`~scm.sds.renewal`
+(issuance from the configured CA, renewal), :mod:`~scm.sds.up` (``scm up``: the server
+with a real Envoy).
 """
 
 from scm.sds.credentials import DEFAULT, ROOTCA, Credential, HsmKey, InlineKey, TrustBundle

@@ -40,8 +40,12 @@ class SdsSettings:
     socket_group: str | None = None
     allowed_uids: tuple[int, ...] = ()
     http: str | None = None
-    max_streams: int = 10_000
+    max_streams: int = 20_000
     max_message_bytes: int = 256 * 1024
+    max_connections: int = 0  # 0: as many as the descriptor limit allows
+    max_connections_per_uid: int = 0  # 0: no per-uid limit (a limit puts the gate in front)
+    max_streams_per_connection: int = 100
+    descriptor_reserve: int = 256
     provider_config: Path | None = None
     pin_source: str = "secret"
     user_pin_file: Path | None = None
@@ -128,33 +132,6 @@ def on_stop_signal(callback: Callable[[], object]) -> Iterator[None]:
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-
-
-async def wait_for_stop_signal() -> None:
-    """Return on the first SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    with on_stop_signal(stop.set):
-        await stop.wait()
-
-
-async def serve_until_stopped(
-    store: SecretStore,
-    renderer: SecretRenderer,
-    options: ServerOptions,
-    http: tuple[str, int] | None,
-    issuer: CertificateIssuer | None = None,
-) -> None:
-    """Serve until a stop signal; everything started here is stopped here.
-
-    The signal handlers are in place before anything starts, so a SIGTERM that arrives
-    while the server is starting still ends it cleanly (exit 0, socket removed).
-    """
-    stop = asyncio.Event()
-    with on_stop_signal(stop.set):
-        async with running(store, renderer, options, http, issuer):
-            names = ", ".join(s.name for s in store) or "nothing yet"
-            log.info("SDS serving %s on %s", names, ", ".join(str(u.path) for u in options.unix))
-            await stop.wait()
 
 
 def _bound_port(runner: web.AppRunner) -> int:

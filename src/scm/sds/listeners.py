@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import os
+import socket
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,7 +63,11 @@ class TlsListener:
 
 
 def prepare_socket_path(path: Path) -> None:
-    """Remove a stale socket at ``path``; refuse to replace anything that is not a socket."""
+    """Remove a stale socket at ``path``; refuse a live one or anything not a socket.
+
+    The caller holds the socket's serving lock, so no scm server owns it; a socket that
+    still accepts connections belongs to some other process and is left alone.
+    """
     if not path.parent.is_dir():
         raise ConfigError(f"directory {path.parent} for socket {path.name} does not exist")
     try:
@@ -71,7 +76,19 @@ def prepare_socket_path(path: Path) -> None:
         return
     if not stat.S_ISSOCK(mode):
         raise ConfigError(f"{path} exists and is not a socket; refusing to replace it")
+    if _accepts_connections(path):
+        raise UnavailableError(f"another server is listening on {path}")
     path.unlink()
+
+
+def _accepts_connections(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:  # ECONNREFUSED: nobody listens; the file is stale
+            return False
+    return True
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
-"""Only let allowed uids use a Unix socket, checked with SO_PEERCRED.
+"""Admit connections to a Unix socket by the peer's uid (SO_PEERCRED) and by count.
 
 gRPC accepts its own connections and does not reveal the peer's credentials, so when an
-allow-list is configured the public socket belongs to this gate instead: it reads the
-connecting process's uid from the kernel and relays the connection, bytes unchanged, to
-the real server on a private socket. A peer that is not allowed is relayed to a second,
-tiny gRPC server that answers every call with PERMISSION_DENIED, so the client gets a
-gRPC status with a reason rather than a dropped connection.
+allow-list or a per-uid limit is configured the public socket belongs to this gate
+instead: it reads the connecting process's uid from the kernel, checks it against the
+:class:`~scm.sds.admission.AdmissionLimits` before any gRPC work, and relays an admitted
+connection, bytes unchanged, to the real server on a private socket. A refused peer gets
+a gRPC status spoken by :mod:`scm.sds.refusal` on its own socket (no relay, no second
+server), and at most ``max_refusals_in_flight`` of those at once: past that, a refused
+connection is simply closed, so a flood costs one descriptor per connection for an
+instant.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
-import grpc
+from scm.sds.admission import AdmissionLimits, ConnectionCounts, RefusalPacer, refusal_status
+from scm.sds.refusal import refuse_connection
 
 log = logging.getLogger(__name__)
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid
-REFUSAL = "this process's uid is not allowed to use the SDS socket"
 
 
 def peer_uid(connection: socket.socket) -> int:
@@ -35,45 +38,140 @@ def peer_uid(connection: socket.socket) -> int:
 
 
 class PeerGate:
-    """Relays connections on ``public`` to ``backend`` for allowed uids, else to ``refusal``."""
+    """Relays admitted connections on a public socket to ``backend``; refuses the rest.
+
+    Accepting is a plain callback on the listening socket, not an asyncio stream server:
+    a connection refused past the in-flight limit costs one accept, one getsockopt and
+    one close, with no transport or task, so a connection flood cannot buy much of the
+    event loop that also serves gRPC. ``on_refused(uid, reason)`` is called for every
+    refusal (to count and log it).
+    """
+
+    ACCEPTS_PER_WAKEUP = 128  # then let the loop run other work (gRPC) before more
+    BACKLOG = 4096
 
     def __init__(
         self,
         backend: Path,
-        refusal: Path,
-        allowed_uids: Collection[int],
-        on_refused: Callable[[int], None],
+        limits: AdmissionLimits,
+        cap: int,
+        on_refused: Callable[[int, str], None],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
-        self.refusal = refusal
-        self.allowed_uids = frozenset(allowed_uids)
+        self.limits = limits
+        self.counts = ConnectionCounts(limits, cap)
         self.on_refused = on_refused
-        self._server: asyncio.AbstractServer | None = None
+        self.refusing = 0
+        self.pacer = RefusalPacer(limits.max_refusals_per_second, clock)
+        self._listener: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, public: Path) -> None:
-        self._server = await asyncio.start_unix_server(self._relay, path=str(public))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(str(public))
+            listener.listen(self.BACKLOG)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready)
+        self._listener = listener
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        uid = peer_uid(writer.get_extra_info("socket"))
-        target = self.backend
-        if uid not in self.allowed_uids:
-            log.warning("refused SDS connection from uid %d (not in the allow-list)", uid)
-            self.on_refused(uid)
-            target = self.refusal
+    def _accept_ready(self) -> None:
+        assert self._listener is not None
+        for _ in range(self.ACCEPTS_PER_WAKEUP):
+            try:
+                connection, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and the like: the reserve is gone
+                log.warning("cannot accept an SDS connection: %s", exc.strerror)
+                return
+            pause = self._admit(connection)
+            if pause > 0:
+                self._pause(pause)
+                return
+
+    def _pause(self, seconds: float) -> None:
+        """Stop accepting for ``seconds`` (a flood is being refused)."""
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self._listener.fileno())
+        loop.call_later(seconds, self._resume)
+
+    def _resume(self) -> None:
+        if self._listener is not None:  # not stopped meanwhile
+            loop = asyncio.get_running_loop()
+            loop.add_reader(self._listener.fileno(), self._accept_ready)
+
+    def _admit(self, connection: socket.socket) -> float:
+        """Admit or refuse ``connection``; returns how long to stop accepting."""
         try:
-            upstream_reader, upstream_writer = await asyncio.open_unix_connection(str(target))
+            uid = peer_uid(connection)
         except OSError:
-            writer.close()
-            return
-        await asyncio.gather(
-            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
-        )
+            connection.close()
+            return 0.0
+        reason = self.counts.refusal(uid)
+        if reason is None:
+            self.counts.opened(uid)
+            self._spawn(self._relay(connection, uid))
+            return 0.0
+        self.on_refused(uid, reason)
+        if self.refusing >= self.limits.max_refusals_in_flight:
+            connection.close()  # a flood: no status for this one, only the count
+        else:
+            self.refusing += 1
+            self._spawn(self._refuse(connection, reason))
+        return self.pacer.refused()
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refuse(self, connection: socket.socket, reason: str) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=connection)
+            code, message = refusal_status(reason)
+            await refuse_connection(reader, writer, code, message, self.limits.refusal_timeout_s)
+        except (OSError, asyncio.CancelledError):
+            connection.close()
+        finally:
+            self.refusing -= 1
+
+    async def _relay(self, connection: socket.socket, uid: int) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=connection)
+            try:
+                upstream_reader, upstream_writer = await asyncio.open_unix_connection(
+                    str(self.backend)
+                )
+            except OSError as exc:
+                log.warning("cannot reach the SDS server's private socket: %s", exc.strerror)
+                writer.close()
+                return
+            await asyncio.gather(
+                pipe(reader, upstream_writer),
+                pipe(upstream_reader, writer),
+                return_exceptions=True,
+            )
+        except (OSError, asyncio.CancelledError):
+            # a reset, or the server shutting down: this connection ends with it
+            connection.close()
+        finally:
+            self.counts.closed(uid)
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -85,19 +183,3 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             writer.close()
-
-
-class RefusingHandler(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """Answers every RPC with PERMISSION_DENIED."""
-
-    def service(self, call_details: Any) -> Any:
-        if call_details.method.endswith("/FetchSecrets"):
-            return grpc.unary_unary_rpc_method_handler(self._unary)
-        return grpc.stream_stream_rpc_method_handler(self._stream)
-
-    async def _unary(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSAL)
-        return b""
-
-    async def _stream(self, requests: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, REFUSAL)

@@ -15,7 +15,8 @@ response with that nonce:
 - any other well-formed nonce: stale (an answer to a response that a newer one has
   superseded): ignored, except that a delta request's subscribe and unsubscribe lists
   always apply, since they are changes and not state;
-- a nonce that this server could never have produced: a protocol error.
+- a nonce this stream never sent (not hex, or a number past the last one it sent):
+  a protocol error that ends the stream.
 
 In state-of-the-world streams only the latest response awaits an answer, and a change
 of ``resource_names`` is a change of subscription. In delta streams every response
@@ -29,7 +30,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-NONCE_PATTERN = re.compile(r"[0-9a-f]{1,16}")
+from scm.sds.peertext import escaped
+
+NONCE_PATTERN = re.compile(r"[1-9a-f][0-9a-f]{0,15}")
 MAX_OUTSTANDING = 64  # delta responses kept awaiting an answer; older ones count as stale
 
 
@@ -58,7 +61,11 @@ class Decision:
 
 
 class NonceCounter:
-    """Nonces for one stream: short hex counters, recognisable as ours."""
+    """Nonces for one stream: the hex numbers 1, 2, 3, ... in the order they are sent.
+
+    The set of nonces a stream has sent is exactly 1..last, so remembering them all
+    takes one integer however long the stream lives.
+    """
 
     def __init__(self) -> None:
         self._last = 0
@@ -67,12 +74,15 @@ class NonceCounter:
         self._last += 1
         return f"{self._last:x}"
 
-
-def check_nonce(nonce: str) -> None:
-    if nonce and not NONCE_PATTERN.fullmatch(nonce):
-        raise ProtocolViolation(
-            "garbage_nonce", f"response_nonce {nonce[:40]!r} was never sent by this server"
-        )
+    def check(self, nonce: str) -> None:
+        """Raise :class:`ProtocolViolation` unless ``nonce`` is empty or one we sent."""
+        if not nonce:
+            return
+        if not NONCE_PATTERN.fullmatch(nonce) or int(nonce, 16) > self._last:
+            raise ProtocolViolation(
+                "unknown_nonce",
+                f"response_nonce {escaped(nonce, 40)} was never sent on this stream",
+            )
 
 
 @dataclass
@@ -91,7 +101,7 @@ class SotwState:
         self, nonce: str, names: Iterable[str], version: str, error: str | None
     ) -> Decision:
         """Classify a request; ``error`` is the error_detail message if one is set."""
-        check_nonce(nonce)
+        self.nonces.check(nonce)
         if nonce and nonce != self.sent_nonce:
             return Decision(Verdict.STALE)
         wanted = frozenset(names)
@@ -146,7 +156,7 @@ class DeltaState:
 
         Returns the decision and the names newly subscribed (which may need sending).
         """
-        check_nonce(nonce)
+        self.nonces.check(nonce)
         if not self.started:
             self.started = True
             # The client already holds these versions (from an earlier stream).

@@ -3,6 +3,13 @@
 Each stream reads requests in one task and answers from another loop that also wakes
 when a watched secret changes in the store, so a rotation reaches every stream without
 waiting for the client. What a request means is decided in :mod:`scm.sds.protocol`.
+
+Backpressure: a stream holds at most one request it has not handled. The reader takes
+the next message from gRPC only once the previous one has been answered (its response
+written), so a client that sends faster than it reads meets HTTP/2 flow control instead
+of filling the server's memory. A change in the store is a flag and an event, never a
+queued item, so nothing per stream grows with what the peer sends or how often secrets
+change.
 """
 
 from __future__ import annotations
@@ -17,14 +24,16 @@ from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
-from envoy.service.secret.v3 import sds_pb2_grpc
 from google.protobuf import any_pb2
 
 from scm.errors import ScmError
+from scm.sds.admission import RefusalLog
 from scm.sds.metrics import SdsMetrics
+from scm.sds.peertext import escaped
 from scm.sds.protocol import DeltaState, ProtocolViolation, SotwState, Verdict
 from scm.sds.render import SECRET_TYPE_URL, SecretRenderer
 from scm.sds.store import SecretStore, StoredSecret, UnknownSecretError
+from scm.sds.wire import Malformed
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +42,7 @@ log = logging.getLogger(__name__)
 class Limits:
     """What one client may ask of the server."""
 
-    max_streams: int = 10_000
+    max_streams: int = 20_000  # 10,000 Envoys with a default and a ROOTCA stream each
     max_names_per_request: int = 64
     max_name_length: int = 256
 
@@ -64,11 +73,11 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-_CHANGED = object()
-_END = object()
+def _malformed(request: Malformed) -> _Rejected:
+    return _Rejected(grpc.StatusCode.INVALID_ARGUMENT, "malformed", request.reason)
 
 
-class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
+class SecretDiscoveryService:
     """The SDS servicer: secrets from ``store``, rendered by ``renderer``."""
 
     def __init__(
@@ -77,13 +86,17 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
         renderer: SecretRenderer,
         metrics: SdsMetrics,
         limits: Limits | None = None,
+        refusal_log: RefusalLog | None = None,
     ) -> None:
         self.store = store
         self.renderer = renderer
         self.metrics = metrics
         self.limits = limits or Limits()
+        self.refusal_log = refusal_log or RefusalLog()
         self.streams: dict[int, StreamInfo] = {}
         self._ids = itertools.count(1)
+        # name -> (version, packed Secret): each version is rendered once, not per stream
+        self._rendered: dict[str, tuple[str, any_pb2.Any]] = {}
 
     async def StreamSecrets(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
@@ -100,10 +113,12 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
     async def FetchSecrets(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         self.metrics.requests.labels("fetch").inc()
         try:
+            if isinstance(request, Malformed):
+                raise _malformed(request)
             self._check_request(request.type_url, request.resource_names, allow_empty=False)
             secrets = [await self._obtain(n) for n in dict.fromkeys(request.resource_names)]
         except _Rejected as exc:
-            self.metrics.rejected.labels(exc.reason).inc()
+            self._refuse(exc, context, "fetch")
             await context.abort(exc.code, str(exc))
         self.metrics.pushes.labels("fetch").inc(len(secrets))
         return discovery_pb2.DiscoveryResponse(
@@ -119,11 +134,13 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[Any]:
         if len(self.streams) >= self.limits.max_streams:
-            self.metrics.rejected.labels("too_many_streams").inc()
-            await context.abort(
+            refusal = _Rejected(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too_many_streams",
                 f"too many SDS streams (limit {self.limits.max_streams})",
             )
+            self._refuse(refusal, context, "new stream")
+            await context.abort(refusal.code, str(refusal))
         info = StreamInfo(next(self._ids), stream.api)
         stream.info = info
         self.streams[info.id] = info
@@ -132,31 +149,37 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
         reader = asyncio.create_task(stream.read(requests))
         try:
             while True:
-                event = await stream.events.get()
-                if event is _END:
-                    return
-                if isinstance(event, BaseException):
-                    raise event
-                if event is _CHANGED:
-                    responses = stream.on_changed()
-                else:
+                await stream.wake.wait()
+                stream.wake.clear()
+                request = stream.take()
+                if request is not None:
                     self.metrics.requests.labels(stream.api).inc()
-                    responses = await stream.on_request(event)
-                for response in responses:
-                    yield response
-        except _Rejected as exc:
-            self.metrics.rejected.labels(exc.reason).inc()
-            log.warning("stream %d (%s): %s", info.id, info.node_id or "?", exc)
-            await context.abort(exc.code, str(exc))
-        except ProtocolViolation as exc:
-            self.metrics.rejected.labels(exc.reason).inc()
-            log.warning("stream %d (%s): %s", info.id, info.node_id or "?", exc)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+                    if isinstance(request, Malformed):
+                        raise _malformed(request)
+                    for response in await stream.on_request(request):
+                        yield response
+                    stream.handled()  # only now may the reader take the next message
+                if stream.changed:
+                    for response in stream.on_changed():
+                        yield response
+                if stream.ended and stream.pending is None:
+                    return
+        except (_Rejected, ProtocolViolation) as exc:
+            code = exc.code if isinstance(exc, _Rejected) else grpc.StatusCode.INVALID_ARGUMENT
+            self._refuse(exc, context, f"stream {info.id} (node {escaped(info.node_id)})")
+            await context.abort(code, str(exc))
         finally:
             reader.cancel()
             stream.close()
             del self.streams[info.id]
             self.metrics.streams_active.labels(stream.api).dec()
+
+    def _refuse(
+        self, exc: _Rejected | ProtocolViolation, context: grpc.aio.ServicerContext, where: str
+    ) -> None:
+        """Count a refusal; log it once per peer and reason per minute."""
+        self.metrics.rejected.labels(exc.reason).inc()
+        self.refusal_log.refused(str(context.peer()), exc.reason, f"{where}: {exc}")
 
     def _check_request(self, type_url: str, names: Iterable[str], allow_empty: bool) -> None:
         if type_url not in ("", SECRET_TYPE_URL):
@@ -199,8 +222,12 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
             ) from None
 
     def _pack(self, stored: StoredSecret) -> any_pb2.Any:
+        cached = self._rendered.get(stored.name)
+        if cached is not None and cached[0] == stored.version:
+            return cached[1]
         packed = any_pb2.Any()
         packed.Pack(self.renderer.render(stored.name, stored.value))
+        self._rendered[stored.name] = (stored.version, packed)
         return packed
 
     def _note_answer(self, stream: _Stream, verdict: Verdict, error: str) -> None:
@@ -211,13 +238,14 @@ class SecretDiscoveryService(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # ty
             info.nacks += 1
             info.last_nack = error[:500]
             self.metrics.nacks.labels(stream.api).inc()
-            # error_detail is Envoy's own message; it never holds key material
+            # error_detail is the peer's text: never key material, but escaped (it could
+            # otherwise forge log lines)
             log.warning(
-                "stream %d (%s) NACKed %s: %s",
+                "stream %d (node %s) NACKed %s: %s",
                 info.id,
-                info.node_id or "?",
-                ", ".join(sorted(info.names)),
-                error[:500],
+                escaped(info.node_id),
+                ", ".join(escaped(n, 80) for n in sorted(info.names)),
+                escaped(error, 500),
             )
 
 
@@ -228,26 +256,40 @@ class _Stream:
 
     def __init__(self, service: SecretDiscoveryService) -> None:
         self.service = service
-        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.wake = asyncio.Event()  # set when there is a request, a change or the end
+        self.pending: Any = None  # the one request read but not yet handled
+        self.ended = False
+        self._handled = asyncio.Event()
         self.changed: set[str] = set()
         self.watched: set[str] = set()
         self.info = StreamInfo(0, self.api)
 
     async def read(self, requests: AsyncIterator[Any]) -> None:
+        """Hand requests over one at a time, each only after the previous was handled."""
         try:
             async for request in requests:
-                self.events.put_nowait(request)
-            self.events.put_nowait(_END)
+                self._handled.clear()
+                self.pending = request
+                self.wake.set()
+                await self._handled.wait()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the transport failed (oversized message, reset)
             log.debug("stream %d: reading failed: %s", self.info.id, exc)
-            self.events.put_nowait(_END)
+        self.ended = True
+        self.wake.set()
+
+    def take(self) -> Any:
+        """The request waiting to be handled, if any."""
+        request, self.pending = self.pending, None
+        return request
+
+    def handled(self) -> None:
+        self._handled.set()
 
     def secret_changed(self, name: str) -> None:
-        if not self.changed:
-            self.events.put_nowait(_CHANGED)
         self.changed.add(name)
+        self.wake.set()
 
     def note_node(self, request: Any) -> None:
         if request.HasField("node") and not self.info.node_id:

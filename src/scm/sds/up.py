@@ -40,16 +40,15 @@ from scm.keys import PIN_ENV, Pkcs11Keystore, open_keystore
 from scm.pki import CANotFoundError, LocalCA, WorkloadIdentity
 from scm.pki.configured import load_local_ca
 from scm.pki.local_ca import CASettings
+from scm.sds.assembly import SdsOverrides, build_plan, running_plan
 from scm.sds.credentials import DEFAULT, Credential
-from scm.sds.daemon import Running, on_stop_signal, running
+from scm.sds.daemon import Running, on_stop_signal
 from scm.sds.issuer import CertificateIssuer
-from scm.sds.issuing import build_issuer, embedded_token_pins
-from scm.sds.keyprovider import KeyProviderConfig, Pins
+from scm.sds.issuing import build_issuer
+from scm.sds.keyprovider import Pins
 from scm.sds.leafkeys import HSM
-from scm.sds.listeners import UnixListener
 from scm.sds.proxy import EnvoyProcess, bootstrap, hello_filters, sds_tls_socket
 from scm.sds.render import SecretRenderer
-from scm.sds.server import ServerOptions
 from scm.sds.store import SecretStore
 from scm.statelock import ServingLock
 
@@ -141,10 +140,12 @@ async def _serve(
     out: TextIO,
 ) -> None:
     socket_path = workdir / "sds.sock"
-    renderer = SecretRenderer(_key_provider(settings) if options.key_mode == HSM else None)
-    server_options = ServerOptions(unix=(UnixListener(socket_path),))
-    store = SecretStore(issuer)
-    async with running(store, renderer, server_options, options.http, issuer) as run:
+    # only this socket: none of [sds]'s production listeners, groups or allow-lists
+    overrides = SdsOverrides(socket=socket_path, key_mode=options.key_mode, only_given=True)
+    plan = build_plan(settings, overrides, issuer)
+    plan.monitor = options.http
+    renderer, store = plan.renderer, plan.store
+    async with running_plan(plan) as run:
         config = bootstrap(
             "scm-up",
             socket_path,
@@ -184,11 +185,6 @@ def _local_ca(settings: Settings, keystore: Pkcs11Keystore) -> LocalCA:
         # The demo serves https://localhost: its own CA signs that name and no other.
         ca.policy = replace(ca.policy, dns_suffixes=("localhost",))
     return ca
-
-
-def _key_provider(settings: Settings) -> KeyProviderConfig:
-    pins = embedded_token_pins(settings)
-    return KeyProviderConfig(pins=pins)
 
 
 async def _poll(check: Callable[[], T | None], envoy: EnvoyProcess, what: str) -> T:

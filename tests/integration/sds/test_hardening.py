@@ -16,6 +16,7 @@ import pytest
 from envoy.service.secret.v3 import sds_pb2_grpc
 
 from scm.sds import DEFAULT, SdsServer, SecretRenderer, SecretStore, ServerOptions
+from scm.sds.admission import AdmissionLimits
 from scm.sds.listeners import UnixListener
 from scm.sds.peergate import pipe
 from scm.sds.service import Limits
@@ -91,7 +92,10 @@ def test_peer_not_in_allow_list_gets_permission_denied(
 ) -> None:
     async def main() -> None:
         async with serving(
-            store, socket_path, allowed_uids=frozenset({os.geteuid()}), group=str(NOBODY)
+            store,
+            socket_path,
+            admission=AdmissionLimits(allowed_uids=frozenset({os.geteuid()})),
+            group=str(NOBODY),
         ) as (server, stub):  # fmt: skip
             os.chmod(socket_path.parent, 0o755)  # let the other uid reach the socket file
             other = connect_as(NOBODY, socket_path)

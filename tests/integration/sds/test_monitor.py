@@ -37,7 +37,7 @@ def test_monitor_reports_secrets_streams_and_metrics(ca: TestCA, socket_path: Pa
                     await call.write(request([DEFAULT]))
                     first = await read(call)
                     await call.write(request([DEFAULT], first.nonce, first.version_info))
-                    await call.write(request([DEFAULT], "ff", first.version_info))  # stale
+                    await call.write(request([DEFAULT], first.nonce, first.version_info))  # stale
 
                     async with http.get(f"{base}/metrics") as response:
                         metrics = await response.text()

@@ -126,9 +126,9 @@ def test_stream_subscription_changes_mid_stream(store: SecretStore, socket_path:
     ("bad", "code", "text", "reason"),
     [
         (request([DEFAULT], nonce="'; DROP"), grpc.StatusCode.INVALID_ARGUMENT, "never sent",
-         "garbage_nonce"),
+         "unknown_nonce"),
         (request([DEFAULT], nonce="f" * 40), grpc.StatusCode.INVALID_ARGUMENT, "never sent",
-         "garbage_nonce"),
+         "unknown_nonce"),
         (request(["missing"]), grpc.StatusCode.NOT_FOUND, "unknown secret", "unknown_name"),
     ],
 )  # fmt: skip

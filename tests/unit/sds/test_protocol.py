@@ -31,10 +31,24 @@ def test_sotw_names_changed_under_the_current_nonce_is_a_new_subscription() -> N
     assert state.on_request(nonce, ["default", "ROOTCA"], "v1", None).verdict is Verdict.STALE
 
 
-@pytest.mark.parametrize("nonce", ["xyz", "1" * 17, "-1", "a b"])
-def test_nonces_this_server_never_makes_are_violations(nonce: str) -> None:
+@pytest.mark.parametrize("nonce", ["xyz", "1" * 17, "-1", "a b", "0", "01", "2", "ff"])
+def test_nonces_this_stream_never_sent_are_violations(nonce: str) -> None:
+    state = SotwState()
+    assert state.sending("v1") == "1"
     with pytest.raises(ProtocolViolation, match="never sent"):
-        SotwState().on_request(nonce, ["default"], "", None)
+        state.on_request(nonce, ["default"], "", None)
+    delta = DeltaState()
+    delta.sending({"default": "v1"})
+    with pytest.raises(ProtocolViolation, match="never sent"):
+        delta.on_request(nonce, [], [], {}, None)
+
+
+def test_every_nonce_a_long_stream_sent_is_still_recognised() -> None:
+    state = DeltaState()
+    nonces = [state.sending({"default": f"v{i}"}) for i in range(1, 300)]
+    # long forgotten as outstanding, but sent: stale, not a violation
+    assert state.on_request(nonces[0], [], [], {}, None)[0].verdict is Verdict.STALE
+    assert state.on_request(nonces[-1], [], [], {}, None)[0].verdict is Verdict.ACK
 
 
 def test_delta_tracks_versions_per_resource() -> None:
