@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -135,38 +135,64 @@ def _subject(cert: x509.Certificate) -> str:
     """A certificate's subject for a message; a forged one may not even parse."""
     try:
         return cert.subject.rfc4514_string()
-    except ValueError:
+    except (ValueError, TypeError):
         return "a certificate with an unparsable subject"
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def verified_chain(pem: bytes, what: str) -> Chain:
-    """Parse a PEM chain (leaf first) and verify every link up to the pinned Intel root."""
+    """Parse a PEM chain and verify every link up to the pinned Intel root.
+
+    Certificates are linked by subject and issuer, in whatever order they come (as Intel's
+    QVL does); the pinned root may be included or not. A certificate that cannot be read
+    (a forged key, name or date) is a ``chain_invalid`` like any other broken link.
+    """
     try:
         certs = x509.load_pem_x509_certificates(pem)
     except (ValueError, x509.InvalidVersion) as exc:
         raise TrustError("chain_invalid", f"{what} is not a PEM certificate chain: {exc}") from None
-    if certs and _is_root(certs[-1]):
-        certs = certs[:-1]
+    try:
+        ordered = _linked([cert for cert in certs if not _is_root(cert)], what)
+        for child, parent in zip(ordered, [*ordered[1:], INTEL_SGX_ROOT_CA], strict=True):
+            try:
+                child.verify_directly_issued_by(parent)
+            except (ValueError, TypeError, InvalidSignature):
+                raise TrustError(
+                    "chain_invalid",
+                    f"{what}: {_subject(child)} is not signed by {_subject(parent)}",
+                ) from None
+        windows = tuple(
+            Window(
+                f"certificate {cert.subject.rfc4514_string()} in {what}",
+                int(cert.not_valid_before_utc.timestamp()),
+                int(cert.not_valid_after_utc.timestamp()),
+            )
+            for cert in ordered
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # cryptography parses names, keys and dates lazily: a forged field fails here.
+        raise TrustError("chain_invalid", f"{what} has a malformed certificate: {exc}") from None
+    return Chain(tuple(ordered), windows)
+
+
+def _linked(certs: list[x509.Certificate], what: str) -> list[x509.Certificate]:
+    """``certs`` ordered leaf first, each issued by the next, the last by the Intel root."""
     if not certs:
         raise TrustError("chain_invalid", f"{what} has no certificate besides the root")
-    for child, parent in zip(certs, [*certs[1:], INTEL_SGX_ROOT_CA], strict=True):
-        try:
-            child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature):
+    leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
+    if len(leaves) != 1:
+        raise TrustError("chain_invalid", f"{what} does not form a single chain")
+    ordered = leaves
+    while ordered[-1].issuer != INTEL_SGX_ROOT_CA.subject:
+        parents = [c for c in certs if c.subject == ordered[-1].issuer and c not in ordered]
+        if len(parents) != 1:
             raise TrustError(
-                "chain_invalid",
-                f"{what}: {_subject(child)} is not signed by {_subject(parent)}",
-            ) from None
-    windows = tuple(
-        Window(
-            f"certificate {cert.subject.rfc4514_string()} in {what}",
-            int(cert.not_valid_before_utc.timestamp()),
-            int(cert.not_valid_after_utc.timestamp()),
-        )
-        for cert in certs
-    )
-    return Chain(tuple(certs), windows)
+                "chain_invalid", f"{what}: no single issuer for {_subject(ordered[-1])}"
+            )
+        ordered.append(parents[0])
+    if len(ordered) != len(certs):
+        raise TrustError("chain_invalid", f"{what} has certificates outside its chain")
+    return ordered
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -218,10 +244,12 @@ def ec_public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
 
 
 def _is_root(cert: x509.Certificate) -> bool:
+    if cert.subject != INTEL_SGX_ROOT_CA.subject:
+        return False
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return spki == _ROOT_SPKI and cert.subject == INTEL_SGX_ROOT_CA.subject
+    return spki == _ROOT_SPKI
 
 
 def _load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:

@@ -6,7 +6,8 @@
 4. the QE report, signed by the PCK key, binds the attestation key;
 5. the quoting enclave is the one QE Identity describes;
 6. the quote (header and body) is signed by the attestation key;
-7. TCB level matching (SGX components + PCE SVN; TDX also TEE TCB SVN and module identity),
+7. TCB level matching (SGX components + PCE SVN; TDX also TEE TCB SVN, the module identity
+   and, for TD report 1.5, the relaunch evaluation on TEE_TCB_SVN2: :mod:`scm.attestation.tdx`),
    converged with the QE's and TDX module's statuses;
 8. report attributes: debug, reserved TD attributes, SEPT_VE_DISABLE, MR_SERVICETD.
 
@@ -23,7 +24,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import TypeVar
 
-from scm.attestation import tcb
+from scm.attestation import tcb, tdx
 from scm.attestation.collateral import Collateral
 from scm.attestation.errors import CollateralError, QuoteFormatError
 from scm.attestation.pck import PckExtension, pck_extension
@@ -80,6 +81,7 @@ def verify(
         advisory_ids=status.advisory_ids,
         quote=parsed,
         superseded_at=status.superseded_at,
+        levels=status.levels,
     )
     if status.status == tcb.REVOKED:
         return verdict.rejected("tcb_revoked", "the platform's TCB level is revoked")
@@ -162,17 +164,17 @@ def _verify_chain_of_trust(quote: Quote, collateral: Collateral, now: int) -> tc
         )
     if pck.pce_id != info.pce_id:
         raise _Rejected("collateral_mismatch", "PCE ID of the PCK certificate is not TCB Info's")
-    report = quote.report
-    tee_tcb_svn = report.tee_tcb_svn if isinstance(report, TdReport) else None
     try:
-        status = tcb.match_platform(info, pck.sgx_tcb_components, pck.pce_svn, tee_tcb_svn)
+        if isinstance(quote.report, TdReport):
+            tdx.check_module(quote.report, info)
+            status = tdx.evaluate(info, pck, quote.report)
+        else:
+            status = tcb.match_platform(info, pck.sgx_tcb_components, pck.pce_svn, None)
         status = tcb.converge(status, qe_status)
-        if isinstance(report, TdReport):
-            module = _match_tdx_module(report, info)
-            if module is not None:
-                status = tcb.converge(status, module)
     except tcb.NoMatchingLevel as exc:
         raise _Rejected("tcb_not_supported", f"TCB not supported: {exc}") from None
+    except tdx.ModuleMismatch as exc:
+        raise _Rejected("tdx_module_mismatch", str(exc)) from None
     return status
 
 
@@ -282,35 +284,8 @@ def _match_qe_identity(report: EnclaveReport, identity: tcb.QeIdentity) -> tcb.T
     elif _masked(report.attributes, mask) != _masked(identity.attributes, mask):
         problem = "ATTRIBUTES"
     else:
-        return tcb.match_module_level(identity.levels, report.isv_svn, "QE")
+        return tcb.match_module_level(identity.levels, report.isv_svn, "QE", "qe")
     raise _Rejected("qe_identity_mismatch", f"the QE report's {problem} is not QE Identity's")
-
-
-def _match_tdx_module(report: TdReport, info: tcb.TcbInfo) -> tcb.TcbStatus | None:
-    """Check the TDX module against TCB Info; its own status when module identities apply."""
-    version = report.tee_tcb_svn[1]
-    identity = info.tdx_module
-    if version > 0 and info.tdx_module_identities:
-        wanted = f"TDX_{version:02d}"
-        identity = next((m for m in info.tdx_module_identities if m.id == wanted), None)
-        if identity is None:
-            raise _Rejected(
-                "tdx_module_mismatch", f"TCB Info has no identity for TDX module {wanted}"
-            )
-    if identity is None:
-        return None
-    mask = identity.attributes_mask
-    if report.mr_signer_seam != identity.mr_signer or _masked(
-        report.seam_attributes, mask
-    ) != _masked(identity.attributes, mask):
-        raise _Rejected(
-            "tdx_module_mismatch", "the TDX module's signer or attributes are not TCB Info's"
-        )
-    if not identity.levels:
-        return None
-    return tcb.match_module_level(
-        identity.levels, report.tee_tcb_svn[0], f"TDX module {identity.id}"
-    )
 
 
 def _attribute_problem(
