@@ -32,6 +32,7 @@ from cryptography import x509
 from scm.errors import ConfigError, ScmError
 from scm.keys import KeyType
 from scm.pki import CertificateAuthority, WorkloadIdentity, build_csr
+from scm.sds.attested import EvidenceProvider
 from scm.sds.credentials import DEFAULT, ROOTCA, Credential, HsmKey, SecretValue, TrustBundle
 from scm.sds.health import IssuanceHealth
 from scm.sds.leafkeys import HSM, LeafKeys
@@ -72,8 +73,10 @@ class CertificateIssuer:
         identity: WorkloadIdentity,
         records: CredentialRecords,
         policy: IssuancePolicy | None = None,
+        evidence: EvidenceProvider | None = None,
     ) -> None:
         self.ca = ca
+        self.evidence = evidence  # attested issuance: see scm.sds.attested
         self.keys = keys
         self.identity = identity
         self.records = records
@@ -106,8 +109,8 @@ class CertificateIssuer:
         """A new key and certificate for the identity; the old key is retired, not deleted."""
         started = time.perf_counter()
         label = f"sds-{DEFAULT}-{secrets.token_hex(6)}"
-        csr = await asyncio.to_thread(self._new_key_and_csr, label)
         try:
+            csr = await asyncio.to_thread(self._new_key_and_csr, label)
             issued = await self.ca.sign(csr, self.policy.ttl)
         except BaseException as exc:
             # nothing half-created: a key without a certificate is useless
@@ -177,7 +180,9 @@ class CertificateIssuer:
     def _new_key_and_csr(self, label: str) -> x509.CertificateSigningRequest:
         self.keys.keystore.generate(label, self.policy.key_type)
         try:
-            return build_csr(self.identity, self.keys.keystore.signer(label))
+            signer = self.keys.keystore.signer(label)
+            evidence = self.evidence(signer.public_key()) if self.evidence else None
+            return build_csr(self.identity, signer, evidence)
         except BaseException:
             self.keys.delete_if_present(label)
             raise

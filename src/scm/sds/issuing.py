@@ -7,6 +7,7 @@ from scm.keys import KeysSettings, Pkcs11Keystore, SoftwareKeystore
 from scm.keys.softhsm import EmbeddedToken
 from scm.pki import CertificateAuthority, WorkloadIdentity, parse_ttl
 from scm.pki.local_ca import CASettings
+from scm.sds.attested import evidence_provider
 from scm.sds.daemon import SdsSettings
 from scm.sds.issuer import CertificateIssuer, IssuancePolicy
 from scm.sds.keyprovider import Pins
@@ -34,7 +35,9 @@ def build_issuer(
     keys = LeafKeys(keystore if key_mode == HSM else SoftwareKeystore(), key_mode, token_label)
     policy = IssuancePolicy(ttl=parse_ttl(ttl), grace_ratio=sds.grace_ratio)
     records = CredentialRecords(settings.state_dir / "sds")
-    return CertificateIssuer(ca, keys, workload_identity(settings), records, policy)
+    require = settings.section("ca", CASettings).require_attestation
+    evidence = evidence_provider(sds.attest, require, sds.tee_root)
+    return CertificateIssuer(ca, keys, workload_identity(settings), records, policy, evidence)
 
 
 def embedded_token_pins(settings: Settings) -> Pins | None:

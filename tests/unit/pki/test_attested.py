@@ -45,14 +45,13 @@ from scm.pki.csr_evidence import (
 )
 from scm.pki.nonce_ledger import NonceLedger
 from tests.attestation_cases import DCAP_QVL_ERRORS, FIXTURES, Case, case, case_names
-from tests.tee_trees import gramine_tree, tsm_tree
+from tests.tee_trees import TD_REPORT_DATA, gramine_tree, tsm_tree
 
 DAY = datetime.timedelta(days=1)
 MAX_AGE = datetime.timedelta(minutes=15)
 IDENTITY = WorkloadIdentity("example.org", "shop", "web")
 # Every TCB status but Revoked, so each genuine quote reaches the key-binding check.
 LENIENT = Policy(accepted_statuses=tuple(s for s in tcb.STATUSES if s != tcb.REVOKED))
-TD_REPORT_DATA = slice(48 + 520, 48 + 584)  # TDX v4: header, then REPORTDATA in the TD report
 
 
 @pytest.fixture
