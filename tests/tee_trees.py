@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from scm.attestation.evidence import GRAMINE_DIR, TSM_REPORT_DIR
@@ -56,11 +57,18 @@ class LiveTsmEntry:
         self._thread.start()
 
     def _serve(self) -> None:
-        while True:
+        served = b""
+        while not self._stop:
+            # One quote per request: wait for a new inblob (each request has a fresh nonce),
+            # so a reader still draining the previous quote never gets a second one.
+            report_data = (self.directory / "inblob").read_bytes()
+            if len(report_data) != 64 or report_data == served:
+                time.sleep(0.005)
+                continue
             with self.outblob.open("wb") as out:  # blocks until a reader opens it
                 if self._stop:
                     return
-                report_data = (self.directory / "inblob").read_bytes()
+                served = report_data
                 self.requests.append(report_data)
                 quote = bytearray(self.quote)
                 quote[TD_REPORT_DATA] = report_data
