@@ -32,10 +32,11 @@ from scm.attestation.cache import DigestCache
 from scm.attestation.collateral import Collateral
 from scm.attestation.errors import CollateralError, QuoteFormatError
 from scm.attestation.pck import PckExtension, pck_extension
-from scm.attestation.quote import EnclaveReport, Quote, TdReport, parse_quote
+from scm.attestation.quote import EnclaveReport, Quote, Report, TdReport, parse_quote
 from scm.attestation.trust import (
     COLLATERAL_CACHE_SIZE,
     PLATFORM_CACHE_SIZE,
+    RevocationLists,
     TrustError,
     Window,
     attestation_public_key,
@@ -100,13 +101,15 @@ def clear_platform_caches() -> None:
 
     What a verifier sees for a platform it has not met before (the benchmark's "new platform").
     """
-    for cached in (_PLATFORMS, _QE_REPORTS, attestation_public_key):
+    for cached in (_PLATFORMS, _QE_REPORTS, attestation_public_key, _TCB_RESULTS):
         cached.cache_clear()
 
 
 def clear_caches() -> None:
     """Forget every cached verification result (they are also bounded and expire by time)."""
     for cached in (
+        _TCB_RESULTS,
+        _checked_collateral,
         _PLATFORMS,
         _QE_REPORTS,
         _parse_tcb_info,
@@ -125,13 +128,9 @@ def _verify_chain_of_trust(quote: Quote, collateral: Collateral, now: int) -> tc
     platform = _pck_platform(quote.pck_chain_pem)
     pck = platform.pck
     _in_time(platform.windows, now)
-    # 2. CRLs and revocation
-    crls = _guard(
-        lambda: verified_crls(
-            collateral.root_ca_crl, collateral.pck_crl, collateral.pck_crl_issuer_chain
-        ),
-        {"chain_invalid": "collateral_chain_invalid"},
-    )
+    # 2. CRLs and revocation; 3. TCB Info and QE Identity (signatures cached per collateral)
+    checked = _checked_collateral(collateral)
+    crls, info, identity = checked.crls, checked.info, checked.identity
     _in_time(crls.windows, now)
     if crls.pck_issuer != platform.leaf_issuer:
         raise _Rejected(
@@ -141,10 +140,8 @@ def _verify_chain_of_trust(quote: Quote, collateral: Collateral, now: int) -> tc
         raise _Rejected("revoked", "the PCK certificate is revoked")
     if platform.ca_serial in crls.root_revoked:
         raise _Rejected("revoked", "the PCK CA certificate is revoked")
-    # 3. TCB Info and QE Identity
-    info = _signed_collateral(collateral, "tcb_info", crls.root_revoked, now)
-    identity = _signed_collateral(collateral, "qe_identity", crls.root_revoked, now)
-    assert isinstance(info, tcb.TcbInfo) and isinstance(identity, tcb.QeIdentity)
+    _in_time(checked.info_windows, now)
+    _in_time(checked.identity_windows, now)
     _check_collateral_kind(quote, info, identity)
     # 4. QE report signed by the PCK key, binding the attestation key
     if not _qe_report_signed(platform, quote.qe_report_raw, quote.qe_report_signature):
@@ -175,18 +172,71 @@ def _verify_chain_of_trust(quote: Quote, collateral: Collateral, now: int) -> tc
         )
     if pck.pce_id != info.pce_id:
         raise _Rejected("collateral_mismatch", "PCE ID of the PCK certificate is not TCB Info's")
+    report = quote.report
+    td = (
+        (report.tee_tcb_svn, report.tee_tcb_svn2, report.mr_signer_seam, report.seam_attributes)
+        if isinstance(report, TdReport)
+        else None
+    )
+    tcb_key = (
+        collateral.tcb_info,
+        collateral.qe_identity,
+        platform.digest,
+        quote.qe_report_raw,
+        td,
+    )
+    result = _TCB_RESULTS.get(tcb_key)
+    if result is None:
+        result = _tcb_status(info, pck, report, qe_status)
+        _TCB_RESULTS.put(tcb_key, result)
+    if isinstance(result, tuple):
+        raise _Rejected(*result)
+    return result
+
+
+def _tcb_status(
+    info: tcb.TcbInfo, pck: PckExtension, report: Report, qe_status: tcb.TcbStatus
+) -> tcb.TcbStatus | tuple[str, str]:
+    """Step 7: the TCB levels, a pure function of collateral, platform and report SVNs.
+
+    A rejection is returned as (reason, message) so that it can be remembered too.
+    """
     try:
-        if isinstance(quote.report, TdReport):
-            tdx.check_module(quote.report, info)
-            status = tdx.evaluate(info, pck, quote.report)
+        if isinstance(report, TdReport):
+            tdx.check_module(report, info)
+            status = tdx.evaluate(info, pck, report)
         else:
             status = tcb.match_platform(info, pck.sgx_tcb_components, pck.pce_svn, None)
-        status = tcb.converge(status, qe_status)
+        return tcb.converge(status, qe_status)
     except tcb.NoMatchingLevel as exc:
-        raise _Rejected("tcb_not_supported", f"TCB not supported: {exc}") from None
+        return "tcb_not_supported", f"TCB not supported: {exc}"
     except tdx.ModuleMismatch as exc:
-        raise _Rejected("tdx_module_mismatch", str(exc)) from None
-    return status
+        return "tdx_module_mismatch", str(exc)
+
+
+@dataclass(frozen=True)
+class _CheckedCollateral:
+    """Collateral whose chains, CRLs and signatures verified; windows are checked per call."""
+
+    crls: RevocationLists
+    info: tcb.TcbInfo
+    identity: tcb.QeIdentity
+    info_windows: tuple[Window, ...]
+    identity_windows: tuple[Window, ...]
+
+
+@lru_cache(maxsize=COLLATERAL_CACHE_SIZE)
+def _checked_collateral(collateral: Collateral) -> _CheckedCollateral:
+    crls = _guard(
+        lambda: verified_crls(
+            collateral.root_ca_crl, collateral.pck_crl, collateral.pck_crl_issuer_chain
+        ),
+        {"chain_invalid": "collateral_chain_invalid"},
+    )
+    info, info_windows = _signed_collateral(collateral, "tcb_info", crls.root_revoked)
+    identity, identity_windows = _signed_collateral(collateral, "qe_identity", crls.root_revoked)
+    assert isinstance(info, tcb.TcbInfo) and isinstance(identity, tcb.QeIdentity)
+    return _CheckedCollateral(crls, info, identity, info_windows, identity_windows)
 
 
 def _guard(call: Callable[[], T], renames: dict[str, str]) -> T:
@@ -220,6 +270,8 @@ class _Platform:
 _PLATFORMS: DigestCache[_Platform] = DigestCache(PLATFORM_CACHE_SIZE)
 _QE_REPORTS: DigestCache[bool] = DigestCache(PLATFORM_CACHE_SIZE)
 _PCK_CERTS = ("PCK certificate", "PCK CA certificate")
+# TCB evaluation results (or the rejection) by collateral, platform and report SVNs.
+_TCB_RESULTS: DigestCache[tcb.TcbStatus | tuple[str, str]] = DigestCache(PLATFORM_CACHE_SIZE)
 
 
 def _pck_platform(pem: bytes) -> _Platform:
@@ -266,9 +318,9 @@ def _qe_report_signed(platform: _Platform, qe_report: bytes, signature: bytes) -
 
 
 def _signed_collateral(
-    collateral: Collateral, kind: str, root_revoked: frozenset[int], now: int
-) -> tcb.TcbInfo | tcb.QeIdentity:
-    """Verify TCB Info or QE Identity: chain, revocation, signature and validity window."""
+    collateral: Collateral, kind: str, root_revoked: frozenset[int]
+) -> tuple[tcb.TcbInfo | tcb.QeIdentity, tuple[Window, ...]]:
+    """Verify TCB Info or QE Identity: chain, revocation, signature; and their windows."""
     what = "TCB Info" if kind == "tcb_info" else "QE Identity"
     text: str = getattr(collateral, kind)
     try:
@@ -292,8 +344,7 @@ def _signed_collateral(
     except CollateralError as exc:
         raise _Rejected("malformed_collateral", str(exc)) from None
     window = Window(what, int(model.issue_date.timestamp()), int(model.next_update.timestamp()))
-    _in_time((window, *chain.windows), now)
-    return model
+    return model, (window, *chain.windows)
 
 
 @lru_cache(maxsize=COLLATERAL_CACHE_SIZE)
