@@ -41,7 +41,6 @@ INTEL_SGX_ROOT_CA = x509.load_pem_x509_certificate(INTEL_SGX_ROOT_CA_PEM)
 _ROOT_SPKI = INTEL_SGX_ROOT_CA.public_key().public_bytes(
     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 )
-_ROOT_DER = INTEL_SGX_ROOT_CA.public_bytes(serialization.Encoding.DER)
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # Collateral is per FMSPC and TCB evaluation number: a fleet has few of each. Links are
 # CA-to-CA signatures (a handful of Intel CAs); attestation keys are one per platform's QE.
@@ -206,7 +205,7 @@ def _verify_link(child: x509.Certificate, parent: x509.Certificate) -> bool:
 
 def _in_given_order(certs: list[x509.Certificate]) -> list[x509.Certificate] | None:
     """``certs`` without the pinned root when they already run leaf to root, else None."""
-    body = [c for c in certs if c.public_bytes(serialization.Encoding.DER) != _ROOT_DER]
+    body = [c for c in certs if c != INTEL_SGX_ROOT_CA]  # compares DER, in Rust
     if not body:
         return None
     parents = [*body[1:], INTEL_SGX_ROOT_CA]
