@@ -17,10 +17,10 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from scm.attestation.errors import EvidenceError
+from scm.errors import UnavailableError
 from scm.pki.csr_evidence import CsrEvidence, collect_evidence
 
-# Evidence for a new key's public key; raises EvidenceError when the TEE gives none.
+# Evidence for a new key's public key; raises UnavailableError when the TEE gives none.
 EvidenceProvider = Callable[[PublicKeyTypes], CsrEvidence]
 
 
@@ -35,8 +35,8 @@ class TeeEvidence:
     def __call__(self, public_key: PublicKeyTypes) -> CsrEvidence:
         try:
             return collect_evidence(public_key, self.root, self.clock(), self.tsm_entry)
-        except EvidenceError as exc:
-            raise EvidenceError(
+        except UnavailableError as exc:  # the attestation layer's EvidenceError
+            raise UnavailableError(
                 f"attested issuance: no evidence from the TEE below {self.root}: {exc}"
             ) from None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from scm.attestation.errors import EvidenceError
+from scm.errors import UnavailableError
 from scm.keys import Pkcs11Keystore
 from scm.pki import IssuedCertificate, LocalCA
 from scm.pki.attested import AttestationGate, EvidenceRejectedError
@@ -118,7 +118,7 @@ def test_a_tee_without_evidence_is_a_clear_issuance_failure(
     empty = tmp_path / "not-a-tee"
     empty.mkdir()
     issuer = _issuer(tmp_path, token_keystore, gate, empty)
-    with pytest.raises(EvidenceError):
+    with pytest.raises(UnavailableError):
         asyncio.run(issuer.issue())
     status = issuer.health.status()
     assert "no evidence from the TEE below" in status["last_error"]
