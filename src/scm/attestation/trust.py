@@ -246,7 +246,7 @@ def _linked(certs: list[x509.Certificate], what: str) -> list[x509.Certificate]:
 def verified_crls(root_ca_crl: bytes, pck_crl: bytes, pck_crl_issuer_chain: str) -> RevocationLists:
     """Verify the root CA CRL with the pinned root and the PCK CRL with its issuer chain."""
     root_crl = _load_crl(root_ca_crl, "root CA CRL")
-    if not root_crl.is_signature_valid(ec_public_key(INTEL_SGX_ROOT_CA)):
+    if not root_crl.is_signature_valid(_ROOT_KEY):
         raise TrustError("crl_invalid", "root CA CRL is not signed by the Intel SGX Root CA")
     issuer_chain = verified_chain(pck_crl_issuer_chain.encode(), "PCK CRL issuer chain")
     crl = _load_crl(pck_crl, "PCK CRL")
@@ -288,6 +288,9 @@ def ec_public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise TrustError("chain_invalid", f"{cert.subject.rfc4514_string()} has no EC key")
     return key
+
+
+_ROOT_KEY = ec_public_key(INTEL_SGX_ROOT_CA)  # the pinned root's key, read once
 
 
 def _is_root(cert: x509.Certificate) -> bool:
