@@ -38,6 +38,7 @@ AiEA4J0lrHoMs+Xo5o/sX6O9QWxHRAvZUGOdRQ7cvqRXaqI=
 -----END CERTIFICATE-----
 """
 INTEL_SGX_ROOT_CA = x509.load_pem_x509_certificate(INTEL_SGX_ROOT_CA_PEM)
+_ROOT_PEM_BLOCK = INTEL_SGX_ROOT_CA_PEM.strip()
 _ROOT_SPKI = INTEL_SGX_ROOT_CA.public_key().public_bytes(
     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 )
@@ -160,6 +161,8 @@ def verify_chain(pem: bytes, what: str) -> Chain:
     QVL does); the pinned root may be included or not. A certificate that cannot be read
     (a forged key, name or date) is a ``chain_invalid`` like any other broken link.
     """
+    # The pinned root, byte for byte as Intel ships it, need not be parsed: it is trusted as is.
+    pem = pem.replace(_ROOT_PEM_BLOCK, b"")
     try:
         certs = x509.load_pem_x509_certificates(pem)
     except (ValueError, x509.InvalidVersion) as exc:
