@@ -8,6 +8,7 @@ works on the parsed report, so no signature is forged or claimed to verify.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -166,3 +167,34 @@ def test_relaunch_rule(launch: str, current: str, expected: str) -> None:
     result = tcb.relaunch(tcb.TcbStatus(launch, ("INTEL-SA-1",)), tcb.TcbStatus(current, ("X",)))
     assert result.status == expected
     assert result.advisory_ids == ("INTEL-SA-1",)  # the launch level's advisories
+
+
+def test_sgx_tcb_info_v2_matches_like_v3() -> None:
+    # TCB Info v2 (SGX only) names the components sgxtcbcomp01svn..16svn; the real v3 SGX TCB
+    # Info is rewritten in that form (parsing only: no signature is involved).
+    c = case("sgx_v3_processor_cfg_swhardening")
+    v3 = json.loads(c.collateral.tcb_info)
+    v2 = {k: v for k, v in v3.items() if k not in ("id", "tcbType", "tcbEvaluationDataNumber")}
+    v2["version"] = 2
+    v2["tcbLevels"] = [
+        {
+            "tcb": {
+                **{
+                    f"sgxtcbcomp{i + 1:02d}svn": comp["svn"]
+                    for i, comp in enumerate(level["tcb"]["sgxtcbcomponents"])
+                },
+                "pcesvn": level["tcb"]["pcesvn"],
+            },
+            "tcbDate": level["tcbDate"],
+            "tcbStatus": level["tcbStatus"],
+            "advisoryIDs": level.get("advisoryIDs", []),
+        }
+        for level in v3["tcbLevels"]
+    ]
+    quote = parse_quote(c.quote)
+    pck = pck_extension(verified_chain(quote.pck_chain_pem, "PCK chain").leaf)
+    old, new = tcb.parse_tcb_info(json.dumps(v2)), tcb.parse_tcb_info(c.collateral.tcb_info)
+    assert old.version == 2 and old.id == "SGX"
+    match = [tcb.match_platform(i, pck.sgx_tcb_components, pck.pce_svn, None) for i in (old, new)]
+    assert match[0] == match[1]
+    assert match[0].status == c.expected["status"]
