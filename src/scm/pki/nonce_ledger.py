@@ -58,6 +58,8 @@ class NonceLedger:
         expires = math.ceil(expires_at)
         if self.path is None:
             return self._claim_in_memory(digest, expires, now)
+        # A CA in front of a remote backend may have no state directory yet.
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with state_lock(self.path.parent):
             self._catch_up()
             if not self._claim_in_memory(digest, expires, now):

@@ -90,3 +90,9 @@ def test_without_a_state_directory_replays_are_refused_in_process() -> None:
     ledger = NonceLedger(None)
     assert ledger.claim(b"a", NOW + WINDOW, NOW)
     assert not ledger.claim(b"a", NOW + WINDOW, NOW)
+
+
+def test_the_state_directory_is_made_when_missing(tmp_path: Path) -> None:
+    ledger = NonceLedger.in_state_dir(tmp_path / "new" / "state")
+    assert ledger.claim(b"a", NOW + WINDOW, NOW)
+    assert not NonceLedger.in_state_dir(tmp_path / "new" / "state").claim(b"a", NOW + WINDOW, NOW)
