@@ -19,6 +19,7 @@ import math
 import os
 from pathlib import Path
 
+from scm.errors import ConfigError
 from scm.files import write_atomic
 from scm.statelock import state_lock
 
@@ -59,7 +60,12 @@ class NonceLedger:
         if self.path is None:
             return self._claim_in_memory(digest, expires, now)
         # A CA in front of a remote backend may have no state directory yet.
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the state directory {self.path.parent}: {exc.strerror}"
+            ) from None
         with state_lock(self.path.parent):
             self._catch_up()
             if not self._claim_in_memory(digest, expires, now):
