@@ -14,6 +14,8 @@ from scm.attestation.errors import CollateralError
 
 SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
 _OID_PREFIX = bytes.fromhex("2a864886f84d010d01")  # DER body of 1.2.840.113741.1.13.1
+# Top-level fields are 1.2.840.113741.1.13.1.N; TCB components 1.2.840.113741.1.13.1.2.N.
+_PREFIXES = frozenset({_OID_PREFIX, _OID_PREFIX + b"\x02"})
 _TCB = 2
 _PCE_ID = 3
 _FMSPC = 4
@@ -42,67 +44,79 @@ def pck_extension(cert: x509.Certificate) -> PckExtension:
     if not isinstance(value, x509.UnrecognizedExtension):
         raise CollateralError("PCK certificate's SGX extension has an unexpected form")
     try:
-        fields = _named_fields(value.value)
-        tcb = _named_fields(fields[_TCB][1])
-        components = tuple(_integer(tcb[i][1]) for i in range(1, 17))
+        data = value.value
+        fields = _named_fields(data, *_only_sequence(data))
+        tag, start, end = fields[_TCB]
+        if tag != 0x30:
+            raise ValueError("the TCB field is not a SEQUENCE")
+        tcb = _named_fields(data, start, end)
+        components = tuple(_integer(data, tcb[i]) for i in range(1, 17))
         return PckExtension(
-            fmspc=_octets(fields[_FMSPC]),
-            pce_id=_octets(fields[_PCE_ID]),
-            pce_svn=_integer(tcb[_PCESVN][1]),
+            fmspc=_octets(data, fields[_FMSPC]),
+            pce_id=_octets(data, fields[_PCE_ID]),
+            pce_svn=_integer(data, tcb[_PCESVN]),
             sgx_tcb_components=components,
-            cpu_svn=_octets(tcb[_CPUSVN]),
+            cpu_svn=_octets(data, tcb[_CPUSVN]),
         )
     except (KeyError, IndexError, ValueError) as exc:
         raise CollateralError(f"PCK certificate's SGX extension is malformed: {exc}") from None
 
 
-def _tlv(data: bytes, pos: int) -> tuple[int, bytes, int]:
-    """(tag, content, next position) of the DER element at ``pos``."""
-    if pos + 2 > len(data):
+# Positions, not copies: the extension is walked once per new platform, field by field.
+_Span = tuple[int, int, int]  # tag, start of content, end of content
+
+
+def _header(data: bytes, pos: int, limit: int) -> _Span:
+    """(tag, content start, content end) of the DER element at ``pos``, inside ``limit``."""
+    if pos + 2 > limit:
         raise ValueError("truncated element")
     tag, length = data[pos], data[pos + 1]
     pos += 2
     if length & 0x80:
         count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > len(data):
+        if count == 0 or count > 4 or pos + count > limit:
             raise ValueError("bad length")
         length = int.from_bytes(data[pos : pos + count], "big")
         pos += count
-    if pos + length > len(data):
+    if pos + length > limit:
         raise ValueError("element runs past its container")
-    return tag, data[pos : pos + length], pos + length
+    return tag, pos, pos + length
 
 
-def _children(data: bytes) -> list[tuple[int, bytes]]:
-    items, pos = [], 0
-    while pos < len(data):
-        tag, content, pos = _tlv(data, pos)
-        items.append((tag, content))
-    return items
+def _only_sequence(data: bytes) -> tuple[int, int]:
+    tag, start, end = _header(data, 0, len(data))
+    if tag != 0x30 or end != len(data):
+        raise ValueError("expected one SEQUENCE")
+    return start, end
 
 
-def _named_fields(data: bytes) -> dict[int, tuple[int, bytes]]:
-    """Map the last arc of each ``SEQUENCE { OID, value }`` to (value tag, value content)."""
-    outer = _children(data)
-    if len(outer) == 1 and outer[0][0] == 0x30:
-        outer = _children(outer[0][1])
-    fields: dict[int, tuple[int, bytes]] = {}
-    for tag, content in outer:
+def _named_fields(data: bytes, pos: int, end: int) -> dict[int, _Span]:
+    """Map the last arc of each ``SEQUENCE { Intel SGX OID, value }`` to its value's span."""
+    fields: dict[int, _Span] = {}
+    while pos < end:
+        tag, start, stop = _header(data, pos, end)
         if tag != 0x30:
             raise ValueError("expected a SEQUENCE")
-        parts = _children(content)
-        if len(parts) != 2 or parts[0][0] != 0x06 or not parts[0][1].startswith(_OID_PREFIX):
+        oid_tag, oid_start, oid_end = _header(data, start, stop)
+        if oid_tag != 0x06 or data[oid_start : oid_end - 1] not in _PREFIXES:
             raise ValueError("expected an Intel SGX OID and a value")
-        fields[parts[0][1][-1]] = parts[1]
+        value = _header(data, oid_end, stop)
+        if value[2] != stop:
+            raise ValueError("expected an Intel SGX OID and a value")
+        fields[data[oid_end - 1]] = value
+        pos = stop
     return fields
 
 
-def _integer(content: bytes) -> int:
-    return int.from_bytes(content, "big", signed=False)
+def _integer(data: bytes, span: _Span) -> int:
+    tag, start, end = span
+    if tag != 0x02:
+        raise ValueError("expected an INTEGER")
+    return int.from_bytes(data[start:end], "big", signed=False)
 
 
-def _octets(field: tuple[int, bytes]) -> bytes:
-    tag, content = field
+def _octets(data: bytes, span: _Span) -> bytes:
+    tag, start, end = span
     if tag != 0x04:
         raise ValueError("expected an OCTET STRING")
-    return content
+    return data[start:end]

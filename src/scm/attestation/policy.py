@@ -3,6 +3,11 @@
 A policy is a TOML file; every key is optional::
 
     accepted_statuses = ["UpToDate", "SWHardeningNeeded"]   # the default
+    # also: ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate,
+    # OutOfDateConfigurationNeeded, TDRelaunchAdvised, TDRelaunchAdvisedConfigurationNeeded
+    # (the last two: a TD 1.5 launched on an out-of-date TCB, on a platform updated since;
+    # refused by default because the TD still runs what it measured at launch). Revoked is
+    # always rejected.
     out_of_date_grace_days = 30      # accept OutOfDate for 30 days after a newer TCB appeared
     allowed_advisories = []          # when non-empty, every advisory must be listed here
     denied_advisories = ["INTEL-SA-00615"]

@@ -3,6 +3,9 @@
 The matching rules are Intel's (DCAP quote verification library): TCB levels are ordered
 newest first and the first level whose every SVN is lower than or equal to the platform's
 wins; the QE's and the TDX module's own statuses then converge with the platform status.
+For TDX, TEE_TCB_SVN bytes 0-1 are the TDX module's own ISV SVN and major version: when the
+version is above 0 they are left out of the platform match (the module is judged on its own
+identity, see :mod:`scm.attestation.tdx`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ CONFIGURATION_AND_SW_HARDENING_NEEDED = "ConfigurationAndSWHardeningNeeded"
 OUT_OF_DATE = "OutOfDate"
 OUT_OF_DATE_CONFIGURATION_NEEDED = "OutOfDateConfigurationNeeded"
 REVOKED = "Revoked"
-STATUSES = (
+# Verdicts only (never in collateral): a TD 1.5 launched on an out-of-date TCB whose platform
+# has since been updated in place (TD-preserving update); relaunching it would fix the status.
+TD_RELAUNCH_ADVISED = "TDRelaunchAdvised"
+TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED = "TDRelaunchAdvisedConfigurationNeeded"
+COLLATERAL_STATUSES = (
     UP_TO_DATE,
     SW_HARDENING_NEEDED,
     CONFIGURATION_NEEDED,
@@ -29,6 +36,19 @@ STATUSES = (
     OUT_OF_DATE,
     OUT_OF_DATE_CONFIGURATION_NEEDED,
     REVOKED,
+)
+STATUSES = (
+    *COLLATERAL_STATUSES,
+    TD_RELAUNCH_ADVISED,
+    TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED,
+)
+NEEDS_CONFIGURATION = frozenset(
+    {
+        CONFIGURATION_NEEDED,
+        OUT_OF_DATE_CONFIGURATION_NEEDED,
+        CONFIGURATION_AND_SW_HARDENING_NEEDED,
+        TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED,
+    }
 )
 
 
@@ -89,11 +109,37 @@ class QeIdentity:
 
 
 @dataclass(frozen=True)
+class MatchedLevel:
+    """One TCB level that took part in a verdict, for the verdict's JSON.
+
+    ``role`` is ``platform``, ``tdx_module`` or ``qe``; the TD 1.5 evaluation on TEE_TCB_SVN2
+    adds ``platform_svn2`` and ``tdx_module_svn2``.
+    """
+
+    role: str
+    status: str
+    tcb_date: str = ""
+    isv_svn: int | None = None
+    identity: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": self.status}
+        if self.tcb_date:
+            out["tcb_date"] = self.tcb_date
+        if self.isv_svn is not None:
+            out["isv_svn"] = self.isv_svn
+        if self.identity:
+            out["id"] = self.identity
+        return out
+
+
+@dataclass(frozen=True)
 class TcbStatus:
     status: str
     advisory_ids: tuple[str, ...] = ()
     # For a platform level: when a newer level superseded it (None for the newest level).
     superseded_at: datetime | None = None
+    levels: tuple[MatchedLevel, ...] = ()
 
 
 class NoMatchingLevel(Exception):
@@ -153,25 +199,62 @@ def parse_time(text: str) -> datetime:
 
 
 def match_platform(
-    info: TcbInfo, sgx_components: tuple[int, ...], pce_svn: int, tee_tcb_svn: bytes | None
+    info: TcbInfo,
+    sgx_components: tuple[int, ...],
+    pce_svn: int,
+    tee_tcb_svn: bytes | None,
+    role: str = "platform",
 ) -> TcbStatus:
-    """The status of the first level the platform's SVNs reach (TDX: also the TEE TCB SVN)."""
+    """The status of the first level the platform's SVNs reach (TDX: also the TEE TCB SVN).
+
+    With a TDX module of major version > 0 (TEE_TCB_SVN byte 1), bytes 0-1 are the module's
+    ISV SVN and version, not platform components: the comparison starts at byte 2.
+    """
+    skip = _module_bytes(tee_tcb_svn)
     for index, level in enumerate(info.levels):
         if pce_svn < level.pce_svn or _below(sgx_components, level.sgx_components):
             continue
-        if tee_tcb_svn is not None and _below(tuple(tee_tcb_svn), level.tdx_components):
+        if tee_tcb_svn is not None and _below(
+            tuple(tee_tcb_svn[skip:]), level.tdx_components[skip:]
+        ):
             continue
         newer = info.levels[index - 1].date if index else ""
-        return TcbStatus(level.status, level.advisory_ids, parse_time(newer) if newer else None)
+        return TcbStatus(
+            level.status,
+            level.advisory_ids,
+            parse_time(newer) if newer else None,
+            (MatchedLevel(role, level.status, tcb_date=level.date),),
+        )
     raise NoMatchingLevel("no TCB level matches the platform's SVNs")
 
 
-def match_module_level(levels: tuple[ModuleLevel, ...], isv_svn: int, what: str) -> TcbStatus:
+def match_module_level(
+    levels: tuple[ModuleLevel, ...], isv_svn: int, what: str, role: str, identity: str = ""
+) -> TcbStatus:
     """The status of the first level whose ISV SVN the enclave or module reaches."""
     for level in levels:
         if isv_svn >= level.isv_svn:
-            return TcbStatus(level.status, level.advisory_ids)
+            matched = MatchedLevel(role, level.status, isv_svn=level.isv_svn, identity=identity)
+            return TcbStatus(level.status, level.advisory_ids, levels=(matched,))
     raise NoMatchingLevel(f"{what} ISV SVN {isv_svn} is below every TCB level")
+
+
+def relaunch(launch: TcbStatus, current: TcbStatus) -> TcbStatus:
+    """Intel's TD relaunch rule (TD report 1.5): out of date at launch, current on TEE_TCB_SVN2.
+
+    The verdict keeps the launch level's advisories: they still apply until the TD relaunches.
+    """
+    levels = launch.levels + current.levels
+    if launch.status in (OUT_OF_DATE, OUT_OF_DATE_CONFIGURATION_NEEDED) and current.status in (
+        UP_TO_DATE,
+        SW_HARDENING_NEEDED,
+        CONFIGURATION_NEEDED,
+        CONFIGURATION_AND_SW_HARDENING_NEEDED,
+    ):
+        configuration = {launch.status, current.status} & NEEDS_CONFIGURATION
+        status = TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED if configuration else TD_RELAUNCH_ADVISED
+        return TcbStatus(status, launch.advisory_ids, launch.superseded_at, levels)
+    return TcbStatus(launch.status, launch.advisory_ids, launch.superseded_at, levels)
 
 
 def converge(platform: TcbStatus, component: TcbStatus) -> TcbStatus:
@@ -186,7 +269,14 @@ def converge(platform: TcbStatus, component: TcbStatus) -> TcbStatus:
         status = REVOKED
     advisories = list(platform.advisory_ids)
     advisories += [a for a in component.advisory_ids if a not in advisories]
-    return TcbStatus(status, tuple(advisories), platform.superseded_at)
+    return TcbStatus(
+        status, tuple(advisories), platform.superseded_at, platform.levels + component.levels
+    )
+
+
+def _module_bytes(tee_tcb_svn: bytes | None) -> int:
+    """How many leading TEE_TCB_SVN bytes belong to the TDX module rather than the platform."""
+    return 2 if tee_tcb_svn is not None and tee_tcb_svn[1] > 0 else 0
 
 
 def _below(have: tuple[int, ...], need: tuple[int, ...]) -> bool:
@@ -204,7 +294,7 @@ def _load(text: str, what: str) -> dict[str, Any]:
 
 
 def _status(value: Any) -> str:
-    if value not in STATUSES:
+    if value not in COLLATERAL_STATUSES:
         raise ValueError(f"unknown TCB status {value!r}")
     return str(value)
 

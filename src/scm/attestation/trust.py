@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -38,11 +38,16 @@ AiEA4J0lrHoMs+Xo5o/sX6O9QWxHRAvZUGOdRQ7cvqRXaqI=
 -----END CERTIFICATE-----
 """
 INTEL_SGX_ROOT_CA = x509.load_pem_x509_certificate(INTEL_SGX_ROOT_CA_PEM)
+_ROOT_PEM_BLOCK = INTEL_SGX_ROOT_CA_PEM.strip()
 _ROOT_SPKI = INTEL_SGX_ROOT_CA.public_key().public_bytes(
     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 )
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_CACHE_SIZE = 256
+# Collateral is per FMSPC and TCB evaluation number: a fleet has few of each. Links are
+# CA-to-CA signatures (a handful of Intel CAs); attestation keys are one per platform's QE.
+COLLATERAL_CACHE_SIZE = 1024
+LINK_CACHE_SIZE = 64
+PLATFORM_CACHE_SIZE = 16384
 
 
 class TrustError(Exception):
@@ -55,11 +60,20 @@ class TrustError(Exception):
 
 @dataclass(frozen=True)
 class Window:
-    """When a piece of evidence is valid, in Unix seconds (inclusive)."""
+    """When a piece of evidence is valid, in Unix seconds (inclusive).
+
+    For a certificate, ``cert`` is kept and its subject named only when a message needs it:
+    building names is a good part of the cost of a cold verification.
+    """
 
     what: str
     not_before: int
     not_after: int
+    cert: x509.Certificate | None = None
+
+    @property
+    def description(self) -> str:
+        return f"certificate {_subject(self.cert)} in {self.what}" if self.cert else self.what
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,7 @@ class RevocationLists:
     """The root CA CRL and a PCK CA CRL, both verified; serials are the revoked ones."""
 
     root_revoked: frozenset[int]
-    pck_issuer: x509.Name
+    pck_issuer: bytes  # DER of the PCK CRL's issuer name
     pck_revoked: frozenset[int]
     windows: tuple[Window, ...]
 
@@ -94,10 +108,11 @@ def check_windows(windows: tuple[Window, ...], now: int) -> None:
     for window in windows:
         if now < window.not_before:
             raise TrustError(
-                "not_yet_valid", f"{window.what} is not valid before {_iso(window.not_before)}"
+                "not_yet_valid",
+                f"{window.description} is not valid before {_iso(window.not_before)}",
             )
         if now > window.not_after:
-            raise TrustError("expired", f"{window.what} expired at {_iso(window.not_after)}")
+            raise TrustError("expired", f"{window.description} expired at {_iso(window.not_after)}")
 
 
 def raw_signature_to_der(signature: bytes) -> bytes:
@@ -120,7 +135,7 @@ def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data:
     return True
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=PLATFORM_CACHE_SIZE)
 def attestation_public_key(raw: bytes) -> ec.EllipticCurvePublicKey:
     """The P-256 key from a quote's 64-byte attestation key (x || y)."""
     try:
@@ -135,45 +150,106 @@ def _subject(cert: x509.Certificate) -> str:
     """A certificate's subject for a message; a forged one may not even parse."""
     try:
         return cert.subject.rfc4514_string()
-    except ValueError:
+    except (ValueError, TypeError):
         return "a certificate with an unparsable subject"
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
-def verified_chain(pem: bytes, what: str) -> Chain:
-    """Parse a PEM chain (leaf first) and verify every link up to the pinned Intel root."""
+def verify_chain(pem: bytes, what: str) -> Chain:
+    """Parse a PEM chain and verify every link up to the pinned Intel root (not cached).
+
+    Certificates are linked by subject and issuer, in whatever order they come (as Intel's
+    QVL does); the pinned root may be included or not. A certificate that cannot be read
+    (a forged key, name or date) is a ``chain_invalid`` like any other broken link.
+    """
+    # The pinned root, byte for byte as Intel ships it, need not be parsed: it is trusted as is.
+    pem = pem.replace(_ROOT_PEM_BLOCK, b"")
     try:
         certs = x509.load_pem_x509_certificates(pem)
     except (ValueError, x509.InvalidVersion) as exc:
         raise TrustError("chain_invalid", f"{what} is not a PEM certificate chain: {exc}") from None
-    if certs and _is_root(certs[-1]):
-        certs = certs[:-1]
+    try:
+        # Intel's chains come leaf first: try that order (no names built) before sorting.
+        ordered = _in_given_order(certs) or _sorted_and_verified(certs, what)
+        windows = tuple(
+            Window(
+                what,
+                int(cert.not_valid_before_utc.timestamp()),
+                int(cert.not_valid_after_utc.timestamp()),
+                cert,
+            )
+            for cert in ordered
+        )
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # cryptography parses names, keys and dates lazily: a forged field fails here.
+        raise TrustError("chain_invalid", f"{what} has a malformed certificate: {exc}") from None
+    return Chain(tuple(ordered), windows)
+
+
+# Collateral issuer chains are the same for every quote: verify each text once.
+verified_chain = lru_cache(maxsize=COLLATERAL_CACHE_SIZE)(verify_chain)
+
+
+@lru_cache(maxsize=LINK_CACHE_SIZE)
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """``parent`` issued ``child`` (names and signature). Cached: CA links repeat endlessly."""
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _verify_link(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    # Only the links to the root (Intel's CAs) repeat; a platform's leaf is seen once.
+    if parent is INTEL_SGX_ROOT_CA:
+        return issued_by(child, parent)
+    return issued_by.__wrapped__(child, parent)
+
+
+def _in_given_order(certs: list[x509.Certificate]) -> list[x509.Certificate] | None:
+    """``certs`` without the pinned root when they already run leaf to root, else None."""
+    body = [c for c in certs if c != INTEL_SGX_ROOT_CA]  # compares DER, in Rust
+    if not body:
+        return None
+    parents = [*body[1:], INTEL_SGX_ROOT_CA]
+    return body if all(map(_verify_link, body, parents)) else None
+
+
+def _sorted_and_verified(certs: list[x509.Certificate], what: str) -> list[x509.Certificate]:
+    ordered = _linked([cert for cert in certs if not _is_root(cert)], what)
+    for child, parent in zip(ordered, [*ordered[1:], INTEL_SGX_ROOT_CA], strict=True):
+        if not _verify_link(child, parent):
+            raise TrustError(
+                "chain_invalid", f"{what}: {_subject(child)} is not signed by {_subject(parent)}"
+            )
+    return ordered
+
+
+def _linked(certs: list[x509.Certificate], what: str) -> list[x509.Certificate]:
+    """``certs`` ordered leaf first, each issued by the next, the last by the Intel root."""
     if not certs:
         raise TrustError("chain_invalid", f"{what} has no certificate besides the root")
-    for child, parent in zip(certs, [*certs[1:], INTEL_SGX_ROOT_CA], strict=True):
-        try:
-            child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature):
+    leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
+    if len(leaves) != 1:
+        raise TrustError("chain_invalid", f"{what} does not form a single chain")
+    ordered = leaves
+    while ordered[-1].issuer != INTEL_SGX_ROOT_CA.subject:
+        parents = [c for c in certs if c.subject == ordered[-1].issuer and c not in ordered]
+        if len(parents) != 1:
             raise TrustError(
-                "chain_invalid",
-                f"{what}: {_subject(child)} is not signed by {_subject(parent)}",
-            ) from None
-    windows = tuple(
-        Window(
-            f"certificate {cert.subject.rfc4514_string()} in {what}",
-            int(cert.not_valid_before_utc.timestamp()),
-            int(cert.not_valid_after_utc.timestamp()),
-        )
-        for cert in certs
-    )
-    return Chain(tuple(certs), windows)
+                "chain_invalid", f"{what}: no single issuer for {_subject(ordered[-1])}"
+            )
+        ordered.append(parents[0])
+    if len(ordered) != len(certs):
+        raise TrustError("chain_invalid", f"{what} has certificates outside its chain")
+    return ordered
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=COLLATERAL_CACHE_SIZE)
 def verified_crls(root_ca_crl: bytes, pck_crl: bytes, pck_crl_issuer_chain: str) -> RevocationLists:
     """Verify the root CA CRL with the pinned root and the PCK CRL with its issuer chain."""
     root_crl = _load_crl(root_ca_crl, "root CA CRL")
-    if not root_crl.is_signature_valid(ec_public_key(INTEL_SGX_ROOT_CA)):
+    if not root_crl.is_signature_valid(_ROOT_KEY):
         raise TrustError("crl_invalid", "root CA CRL is not signed by the Intel SGX Root CA")
     issuer_chain = verified_chain(pck_crl_issuer_chain.encode(), "PCK CRL issuer chain")
     crl = _load_crl(pck_crl, "PCK CRL")
@@ -191,13 +267,13 @@ def verified_crls(root_ca_crl: bytes, pck_crl: bytes, pck_crl_issuer_chain: str)
     )
     return RevocationLists(
         root_revoked=root_revoked,
-        pck_issuer=crl.issuer,
+        pck_issuer=crl.issuer.public_bytes(),
         pck_revoked=frozenset(entry.serial_number for entry in crl),
         windows=windows,
     )
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
+@lru_cache(maxsize=COLLATERAL_CACHE_SIZE)
 def signed_by_leaf(pem: bytes, what: str, signature: bytes, data: bytes) -> Chain:
     """Verify ``data`` is signed (raw r || s) by the leaf of a chain that leads to the root."""
     chain = verified_chain(pem, what)
@@ -217,11 +293,16 @@ def ec_public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     return key
 
 
+_ROOT_KEY = ec_public_key(INTEL_SGX_ROOT_CA)  # the pinned root's key, read once
+
+
 def _is_root(cert: x509.Certificate) -> bool:
+    if cert.subject != INTEL_SGX_ROOT_CA.subject:
+        return False
     spki = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return spki == _ROOT_SPKI and cert.subject == INTEL_SGX_ROOT_CA.subject
+    return spki == _ROOT_SPKI
 
 
 def _load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from scm.attestation.quote import EnclaveReport, Quote, Report, TdReport
+from scm.attestation.tcb import MatchedLevel
 
 # Stable reason codes: callers and scripts may rely on these strings.
 REASONS = {
@@ -47,6 +48,7 @@ class Verdict:
     advisory_ids: tuple[str, ...] = ()
     quote: Quote | None = None
     superseded_at: datetime | None = None  # when a newer TCB level replaced the platform's
+    levels: tuple[MatchedLevel, ...] = ()  # the TCB levels that decided ``status``
     reason: str | None = None
     message: str = ""
     rule: str | None = None
@@ -72,6 +74,8 @@ class Verdict:
         }
         if self.rule:
             out["rule"] = self.rule
+        if self.levels:
+            out["matched_levels"] = {level.role: level.to_dict() for level in self.levels}
         if self.superseded_at:
             out["tcb_superseded_at"] = self.superseded_at.strftime("%Y-%m-%dT%H:%M:%SZ")
         if self.quote is not None:

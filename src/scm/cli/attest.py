@@ -13,6 +13,7 @@ from scm.attestation import Collateral, Verdict, parse_quote
 from scm.attestation.evidence import generate_quote
 from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
 from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
+from scm.attestation.tcb import MatchedLevel
 from scm.attestation.verdict import quote_summary
 from scm.cli.context import CliContext, pass_cli
 from scm.files import read_input, write_output
@@ -163,3 +164,17 @@ def _print_verdict(verdict: Verdict, output_format: str) -> None:
             f" (TCB status {verdict.status}, advisories: {advisories})" if verdict.status else ""
         )
         click.echo(f"rejected: {verdict.reason}{detail}: {verdict.message}{status}")
+    if verdict.levels:
+        click.echo("matched: " + ", ".join(_level_text(level) for level in verdict.levels))
+
+
+def _level_text(level: MatchedLevel) -> str:
+    """``tdx_module TDX_01 ISV SVN 4: OutOfDate`` or ``platform 2024-11-13: UpToDate``."""
+    where = [level.role]
+    if level.identity:
+        where.append(level.identity)
+    if level.isv_svn is not None:
+        where.append(f"ISV SVN {level.isv_svn}")
+    if level.tcb_date:
+        where.append(level.tcb_date[:10])
+    return f"{' '.join(where)}: {level.status}"

@@ -10,11 +10,13 @@ With ``[ca] require_attestation = true`` the CA takes the evidence out of the CS
 4. the quote: DCAP verification against collateral (an offline bundle, ``attestation_collateral``,
    or the PCCS of ``[attestation]`` with its cache) and the appraisal policy
    (``attestation_policy``, default: UpToDate or SWHardeningNeeded, no debug);
-5. the binding: REPORTDATA = SHA-256(the CSR's SubjectPublicKeyInfo DER) || nonce.
+5. the binding: REPORTDATA = SHA-256(the CSR's SubjectPublicKeyInfo DER) || nonce;
+6. single use: the nonce is recorded (:mod:`scm.pki.nonce_ledger`, under the state directory)
+   until its evidence goes stale; a second CSR with the same nonce is a replay.
 
 A rejection is one line naming the check: a verdict reason code (with the policy rule), or
 ``no_evidence``, ``malformed_evidence``, ``evidence_stale``, ``evidence_from_the_future``,
-``key_not_bound``.
+``key_not_bound``, ``nonce_replayed``, ``nonce_ledger_full``.
 
 What this protects against: a key made outside an accepted TEE (nothing else can get a quote
 whose REPORTDATA names it), and a genuine quote lifted from another CSR (it names that CSR's key;
@@ -22,13 +24,14 @@ reusing that key needs its private key to sign the CSR). The nonce is chosen in 
 carries its time, so evidence stops working ``attestation_max_age`` after it was made, and
 verification runs against collateral that is current at issuance.
 
-What it does not: the CA keeps no record of nonces, so the same CSR can be presented again within
-the window (it only yields another certificate for the same key). The time stamp comes from the
-TEE's clock, which the host influences; a CA-issued challenge would close both gaps but needs a
-round trip from the TEE to the CA before the CSR exists, which ``scm ca issue --csr FILE`` does
-not have. And the quote says which code holds the key only if the policy pins measurements
-(``[sgx]`` MRENCLAVE/MRSIGNER or ``[tdx]`` MRTD/RTMRs): without them any genuine enclave or TD
-on an accepted TCB passes.
+A nonce is claimed only once every other check passed, so a rejected request does not use it
+up; if signing then fails, the nonce is spent and the client makes new evidence.
+
+What it does not: the time stamp comes from the TEE's clock, which the host influences; a
+CA-issued challenge would close that gap but needs a round trip from the TEE to the CA before
+the CSR exists, which ``scm ca issue --csr FILE`` does not have. And the quote says which
+code holds the key only if the policy pins measurements (``[sgx]`` MRENCLAVE/MRSIGNER or
+``[tdx]`` MRTD/RTMRs): without them any genuine enclave or TD on an accepted TCB passes.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from scm.errors import ConfigError
 from scm.pki.authority import CertificateAuthority, IssuedCertificate
 from scm.pki.csr_evidence import CsrEvidence, csr_evidence
 from scm.pki.errors import CertificateRequestError
+from scm.pki.nonce_ledger import NonceLedger, NonceLedgerFull
 from scm.pki.ttl import parse_ttl
 
 # Evidence may claim a time this far ahead of the CA's clock (the two clocks are not one).
@@ -90,11 +94,14 @@ class AttestationGate:
         appraise_quote: QuoteAppraiser,
         max_age: datetime.timedelta,
         clock: Callable[[], float] = time.time,
+        nonces: NonceLedger | None = None,
     ) -> None:
         self.inner = inner
         self._appraise = appraise_quote
         self.max_age = max_age
         self._clock = clock
+        # Without a state directory replays are refused within this process only.
+        self.nonces = nonces if nonces is not None else NonceLedger(None)
 
     def check(self, csr: x509.CertificateSigningRequest) -> Verdict:
         """The accepting verdict for the CSR's quote; EvidenceRejectedError otherwise."""
@@ -116,7 +123,19 @@ class AttestationGate:
                 "key_not_bound",
                 "the quote's REPORTDATA is not SHA-256 of the CSR's public key and the nonce",
             )
+        self._claim(evidence, now)
         return verdict
+
+    def _claim(self, evidence: CsrEvidence, now: float) -> None:
+        expires = (evidence.produced_at + self.max_age).timestamp()
+        try:
+            fresh = self.nonces.claim(evidence.nonce, expires, now)
+        except NonceLedgerFull as exc:
+            raise EvidenceRejectedError("nonce_ledger_full", str(exc)) from None
+        if not fresh:
+            raise EvidenceRejectedError(
+                "nonce_replayed", "this evidence's nonce was already used for a certificate"
+            )
 
     def _check_fresh(self, evidence: CsrEvidence, now: datetime.datetime) -> None:
         made = evidence.produced_at
@@ -179,7 +198,8 @@ def gate_from_settings(
         client = PccsClient.from_settings(attestation, cache_dir=collateral_cache_dir(state_dir))
         source = client.collateral_for
     max_age = parse_ttl(settings.attestation_max_age)
-    return AttestationGate(ca, quote_appraiser(policy, source), max_age, clock)
+    nonces = NonceLedger.in_state_dir(state_dir)
+    return AttestationGate(ca, quote_appraiser(policy, source), max_age, clock, nonces)
 
 
 def _read_bundle(path: Path) -> Collateral:

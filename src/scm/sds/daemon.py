@@ -60,6 +60,8 @@ class SdsSettings:
     namespace: str = "default"
     service_account: str = "default"
     dns_names: tuple[str, ...] = ()
+    attest: bool = False  # put TEE evidence in every CSR (also when [ca] requires it)
+    tee_root: Path = Path("/")  # where the TEE's quote interfaces are (configfs-tsm, Gramine)
 
 
 def parse_host_port(text: str, option: str) -> tuple[str, int]:

@@ -47,6 +47,7 @@ from scm.pki import (
     check_svid,
 )
 from scm.processes import process_alive
+from scm.sds.attested import EvidenceProvider
 from scm.sds.chaincheck import anchor_fingerprint, chain_problem
 from scm.sds.clock import Clock, SystemClock
 from scm.sds.credentials import DEFAULT, ROOTCA, Credential, HsmKey, SecretValue, TrustBundle
@@ -99,8 +100,10 @@ class CertificateIssuer:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         pool_size: int = 0,
+        evidence: EvidenceProvider | None = None,
     ) -> None:
         self.ca = ca
+        self.evidence = evidence  # attested issuance: see scm.sds.attested
         self.keys = keys
         self.identity = identity
         self.records = records
@@ -242,7 +245,10 @@ class CertificateIssuer:
         made.append(label if label is not None else self._make_key())
 
     def _csr(self, label: str) -> x509.CertificateSigningRequest:
-        return build_csr(self.identity, self.keys.keystore.signer(label))
+        signer = self.keys.keystore.signer(label)
+        # attested issuance: the TEE's evidence binds this very key (see scm.sds.attested)
+        evidence = self.evidence(signer.public_key()) if self.evidence else None
+        return build_csr(self.identity, signer, evidence)
 
     async def start_pool(self) -> None:
         """Fill the key pool in the background (when there is one)."""

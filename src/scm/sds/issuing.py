@@ -7,6 +7,7 @@ from scm.keys import KeysSettings, Pkcs11Keystore, SoftwareKeystore
 from scm.keys.softhsm import EmbeddedToken
 from scm.pki import CertificateAuthority, WorkloadIdentity, parse_ttl
 from scm.pki.local_ca import CASettings
+from scm.sds.attested import evidence_provider
 from scm.sds.daemon import SdsSettings
 from scm.sds.issuer import CertificateIssuer, IssuancePolicy
 from scm.sds.keyprovider import Pins
@@ -36,8 +37,12 @@ def build_issuer(
     keys = LeafKeys(leaf_store, key_mode, token_label, token=keystore)
     policy = IssuancePolicy(ttl=parse_ttl(ttl), grace_ratio=sds.grace_ratio)
     records = CredentialRecords(settings.state_dir / "sds")
+    require = settings.section("ca", CASettings).require_attestation
+    evidence = evidence_provider(sds.attest, require, sds.tee_root)
     identity = workload_identity(settings)
-    return CertificateIssuer(ca, keys, identity, records, policy, pool_size=sds.key_pool)
+    return CertificateIssuer(
+        ca, keys, identity, records, policy, pool_size=sds.key_pool, evidence=evidence
+    )
 
 
 def embedded_token_pins(settings: Settings) -> Pins | None:

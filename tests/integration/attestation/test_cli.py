@@ -74,3 +74,23 @@ def test_bad_input_is_one_line_on_stderr(tmp_path: Path) -> None:
     bad_collateral.write_text('{"tcb_info": 1}')
     result = scm("attest", "verify", quote, "--collateral", str(bad_collateral))
     assert result.returncode != 0 and result.stderr.startswith("scm: error: collateral field")
+
+
+def test_verify_names_the_matched_tcb_levels() -> None:
+    c = case("tdx_v5_td_relaunch_advised")
+    quote, collateral = _paths(c.name)
+    at = str(c.verify_at)
+    shown = scm("attest", "verify", quote, "--collateral", collateral, "--at", at)
+    # Refused by the default policy, and the second line says which levels decided it.
+    assert shown.returncode == 1
+    first, matched = shown.stdout.splitlines()
+    assert first.startswith("rejected: policy_rejected [accepted_statuses]")
+    assert "TDRelaunchAdvised" in first
+    assert "tdx_module TDX_01 ISV SVN 4: OutOfDate" in matched
+    assert "tdx_module_svn2 TDX_01 ISV SVN 6: UpToDate" in matched
+    doc = json.loads(
+        scm(
+            "attest", "verify", quote, "--collateral", collateral, "--at", at, "--format", "json"
+        ).stdout
+    )
+    assert doc["matched_levels"]["platform_svn2"]["status"] == "UpToDate"

@@ -95,3 +95,14 @@ def test_sgx_identity_rules() -> None:
 def test_malformed_policies_are_rejected_with_a_reason(text: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         Policy.from_toml(text)
+
+
+def test_td_relaunch_advised_is_refused_by_default_and_can_be_accepted() -> None:
+    # The TD still runs with what it measured at launch on an out-of-date TCB.
+    c = case("tdx_v5_td_relaunch_advised")
+    refused = appraise(c.quote, c.collateral, c.verify_at)
+    assert (refused.status, refused.rule) == ("TDRelaunchAdvised", "accepted_statuses")
+    policy = Policy.from_toml('accepted_statuses = ["UpToDate", "TDRelaunchAdvised"]')
+    assert appraise(c.quote, c.collateral, c.verify_at, policy).ok
+    config = Policy.from_toml('accepted_statuses = ["TDRelaunchAdvisedConfigurationNeeded"]')
+    assert appraise(c.quote, c.collateral, c.verify_at, config).rule == "accepted_statuses"

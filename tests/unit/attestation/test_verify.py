@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from datetime import datetime
@@ -12,10 +13,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from scm.attestation import REASONS, Collateral, verify
+from scm.attestation.quote import parse_quote
 from scm.attestation.tcb import STATUSES
 from tests.attestation_cases import DCAP_QVL_ERRORS, case, case_names, cases
 
 DAY = 86400
+INTEL_ROOT_X = bytes.fromhex("0ba9c4c0c0c86193")  # start of the root key's x coordinate
 
 
 @pytest.mark.parametrize("name", case_names())
@@ -122,3 +125,44 @@ def test_garbage_is_a_malformed_quote_not_a_crash() -> None:
     c = case("tdx_v4_uptodate")
     verdict = verify(b"\x04\x00\x02\x00" + bytes(100), c.collateral, c.verify_at)
     assert verdict.reason == "malformed_quote" and "byte" in verdict.message
+
+
+def _pem_blocks(pem: bytes) -> list[bytes]:
+    end = b"-----END CERTIFICATE-----"
+    return [block.strip() + b"\n" + end + b"\n" for block in pem.split(end) if block.strip()]
+
+
+def _with_chain(quote: bytes, old: bytes, new: bytes) -> bytes:
+    # The PEM chain is the last field of the quote's certification data: same length keeps
+    # every declared size valid.
+    assert len(old) == len(new) and quote.count(old) == 1
+    return quote.replace(old, new)
+
+
+@pytest.mark.parametrize("order", [(1, 0, 2), (2, 1, 0), (0, 2, 1)])
+def test_pck_chain_is_linked_by_subject_and_issuer_in_any_order(order: tuple[int, ...]) -> None:
+    c = case("tdx_v4_uptodate")
+    pem = parse_quote(c.quote).pck_chain_pem.rstrip(b"\0")
+    blocks = _pem_blocks(pem)
+    assert len(blocks) == 3 and b"".join(blocks) == pem
+    shuffled = b"".join(blocks[i] for i in order)
+    verdict = verify(_with_chain(c.quote, pem, shuffled), c.collateral, c.verify_at)
+    assert verdict.ok, verdict.message
+    assert verdict.status == "UpToDate"
+
+
+def test_root_certificate_with_a_corrupted_key_is_a_clean_chain_rejection() -> None:
+    c = case("tdx_v4_uptodate")
+    pem = parse_quote(c.quote).pck_chain_pem.rstrip(b"\0")
+    blocks = _pem_blocks(pem)
+    der = bytearray(
+        x509.load_pem_x509_certificate(blocks[2]).public_bytes(serialization.Encoding.DER)
+    )
+    point = der.index(bytes.fromhex("04") + INTEL_ROOT_X[:4])
+    der[point + 1] ^= 0xFF  # the key's x coordinate: no longer a point on P-256
+    body = base64.encodebytes(bytes(der)).replace(b"\n", b"")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    broken = b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+    assert len(broken) == len(blocks[2])
+    verdict = verify(_with_chain(c.quote, blocks[2], broken), c.collateral, c.verify_at)
+    assert verdict.reason == "pck_chain_invalid", verdict.message

@@ -43,15 +43,15 @@ from scm.pki.csr_evidence import (
     csr_evidence,
     timestamped_nonce,
 )
+from scm.pki.nonce_ledger import NonceLedger
 from tests.attestation_cases import DCAP_QVL_ERRORS, FIXTURES, Case, case, case_names
-from tests.tee_trees import gramine_tree, tsm_tree
+from tests.tee_trees import TD_REPORT_DATA, gramine_tree, tsm_tree
 
 DAY = datetime.timedelta(days=1)
 MAX_AGE = datetime.timedelta(minutes=15)
 IDENTITY = WorkloadIdentity("example.org", "shop", "web")
 # Every TCB status but Revoked, so each genuine quote reaches the key-binding check.
 LENIENT = Policy(accepted_statuses=tuple(s for s in tcb.STATUSES if s != tcb.REVOKED))
-TD_REPORT_DATA = slice(48 + 520, 48 + 584)  # TDX v4: header, then REPORTDATA in the TD report
 
 
 @pytest.fixture
@@ -193,6 +193,8 @@ def test_the_binding_names_this_key_and_this_nonce(ca: LocalCA) -> None:
     # The right key, but a nonce other than the one REPORTDATA holds.
     other_nonce = timestamped_nonce(now)
     assert _rejection(gate, _csr(key, CsrEvidence(quote, other_nonce))).reason == "key_not_bound"
+    # Those refusals did not spend the nonce: the genuine request still gets its certificate.
+    asyncio.run(gate.sign(_csr(key, CsrEvidence(quote, nonce)), DAY))
 
 
 @pytest.mark.parametrize(
@@ -269,3 +271,38 @@ def test_misconfigured_requirement_is_a_config_error(ca: LocalCA, tmp_path: Path
     )
     with pytest.raises(PolicyError, match="allow_everything"):
         gate_from_settings(ca, bad_policy, AttestationSettings(), tmp_path)
+
+
+def test_a_replayed_csr_is_refused_also_after_a_restart(ca: LocalCA, tmp_path: Path) -> None:
+    now = case("tdx_v4_uptodate").verify_at
+    key = ec.generate_private_key(ec.SECP256R1())
+    nonce = timestamped_nonce(now)
+    csr = _csr(key, CsrEvidence(_bound_quote(key.public_key(), nonce), nonce))
+    state = tmp_path / "ca-state"
+    state.mkdir()
+
+    def gate(at: float) -> AttestationGate:
+        ledger = NonceLedger.in_state_dir(state)
+        return AttestationGate(ca, accept_any_quote, MAX_AGE, lambda: at, ledger)
+
+    first = gate(now)
+    asyncio.run(first.sign(csr, DAY))
+    assert _rejection(first, csr).reason == "nonce_replayed"
+    # A new CA process over the same state directory (a restart, or a second replica).
+    assert _rejection(gate(now + 60), csr).reason == "nonce_replayed"
+    # Fresh evidence for the same key is a new request, not a replay.
+    nonce2 = timestamped_nonce(now + 1)
+    fresh = _csr(key, CsrEvidence(_bound_quote(key.public_key(), nonce2), nonce2))
+    asyncio.run(gate(now + 60).sign(fresh, DAY))
+
+
+def test_gate_from_settings_records_nonces_under_the_state_directory(
+    ca: LocalCA, tmp_path: Path
+) -> None:
+    c = case("tdx_v4_uptodate")
+    bundle = tmp_path / "collateral.json"
+    bundle.write_text(c.collateral_json)
+    settings = CASettings(require_attestation=True, attestation_collateral=bundle)
+    gate = gate_from_settings(ca, settings, AttestationSettings(), tmp_path)
+    assert isinstance(gate, AttestationGate)
+    assert gate.nonces.path == tmp_path / "attestation-nonces"
