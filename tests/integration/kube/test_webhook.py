@@ -221,3 +221,116 @@ def test_health_and_metrics_count_outcomes(tmp_path: Path) -> None:
         assert "scm_webhook_review_seconds_count 2.0" in text
 
     with_webhook(tmp_path, scenario)
+
+
+# --- init containers, requests without limits, NRI EPC limits ------------------------------
+
+NRI = "epc-limit.nri.io/container."
+
+
+def with_init_containers(*containers: dict[str, Any]) -> dict[str, Any]:
+    """The host-aesmd review (app: 64Mi EPC) with ``containers`` as its init containers."""
+    review = load("pod-aesmd-host.json")
+    review["request"]["object"]["spec"]["initContainers"] = list(containers)
+    return review
+
+
+def epc_container(name: str, epc: str, **extra: Any) -> dict[str, Any]:
+    limits = {"sgx.intel.com/epc": epc}
+    return {"name": name, "image": "registry.example/sgx-init:1.0", **extra} | {
+        "resources": {"limits": limits, "requests": dict(limits)}
+    }
+
+
+def init_containers(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in pod["spec"]["initContainers"]}
+
+
+def test_init_container_with_epc_gets_the_enclave_and_the_aesmd_socket(tmp_path: Path) -> None:
+    review = with_init_containers(
+        {"name": "plain-init", "image": "busybox"}, epc_container("seal-init", "128Mi")
+    )
+    ((_, answer),) = post_reviews(tmp_path, review)
+    pod = patched_pod(review, answer)
+    validate_pod(pod)
+    seal = init_containers(pod)["seal-init"]
+    assert seal["resources"]["limits"][ENCLAVE] == "1"
+    assert {"name": "aesmd-socket", "mountPath": "/var/run/aesmd"} in seal["volumeMounts"]
+    assert {"name": "SGX_AESM_ADDR", "value": "1"} in seal["env"]
+    assert init_containers(pod)["plain-init"] == {"name": "plain-init", "image": "busybox"}
+    # Init containers run one at a time before the app: the pod needs the largest of them
+    # or the sum of its containers, whichever is more (as the scheduler counts it).
+    assert pod["metadata"]["annotations"]["sgx.intel.com/epc"] == "128Mi"
+
+
+def test_pod_epc_counts_sidecar_init_containers_with_the_app(tmp_path: Path) -> None:
+    review = with_init_containers(
+        epc_container("aesmd", "16Mi", restartPolicy="Always"), epc_container("init", "32Mi")
+    )
+    review["request"]["object"]["metadata"]["annotations"]["sgx.intel.com/quote-provider"] = (
+        "aesmd"
+    )
+    ((_, answer),) = post_reviews(tmp_path, review)
+    pod = patched_pod(review, answer)
+    validate_pod(pod)
+    aesmd = init_containers(pod)["aesmd"]
+    assert aesmd["resources"]["limits"][PROVISION] == "1"
+    assert {"name": "aesmd-socket", "emptyDir": {"medium": "Memory"}} in pod["spec"]["volumes"]
+    assert "env" not in aesmd
+    # The sidecar runs beside the app (64Mi + 16Mi) and beside the later init (16Mi + 32Mi).
+    assert pod["metadata"]["annotations"]["sgx.intel.com/epc"] == "80Mi"
+
+
+@pytest.mark.parametrize("where", ["containers", "initContainers"])
+def test_epc_in_requests_only_is_denied_with_what_to_set(tmp_path: Path, where: str) -> None:
+    review = load("pod-aesmd-host.json")
+    spec = review["request"]["object"]["spec"]
+    container = {
+        "name": "only-requests",
+        "image": "registry.example/sgx-app:1.0",
+        "resources": {"requests": {"sgx.intel.com/epc": "8Mi"}},
+    }
+    spec.setdefault(where, []).append(container)
+    ((_, answer),) = post_reviews(tmp_path, review)
+    response = answer["response"]
+    assert response["allowed"] is False and "patch" not in response
+    message = response["status"]["message"]
+    assert "container 'only-requests'" in message
+    assert "set resources.limits" in message and "8Mi" in message
+
+
+def test_every_sgx_container_gets_its_nri_epc_limit_in_bytes(tmp_path: Path) -> None:
+    review = with_init_containers(epc_container("init", "1Mi"))
+    review["request"]["object"]["spec"]["containers"].append(
+        {"name": "plain", "image": "registry.example/web:1.0"}
+    )
+    ((_, answer),) = post_reviews(tmp_path, review)
+    pod = patched_pod(review, answer)
+    annotations = pod["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k.startswith(NRI)} == {
+        f"{NRI}app": str(64 * 2**20),
+        f"{NRI}init": str(2**20),
+    }
+
+
+def test_nri_annotations_are_corrected_and_never_patched_twice(tmp_path: Path) -> None:
+    review = load("pod-aesmd-sidecar.json")
+    # A limit set by hand that disagrees with the container's EPC is replaced.
+    review["request"]["object"]["metadata"]["annotations"][f"{NRI}app"] = "1"
+    ((_, answer),) = post_reviews(tmp_path, review)
+    pod = patched_pod(review, answer)
+    assert pod["metadata"]["annotations"][f"{NRI}app"] == str(32 * 2**20)
+    assert pod["metadata"]["annotations"][f"{NRI}aesmd"] == str(16 * 2**20)
+    again = copy.deepcopy(review)
+    again["request"]["object"] = pod
+    ((_, second),) = post_reviews(tmp_path, again)
+    assert second["response"]["allowed"] is True and "patch" not in second["response"]
+
+
+def test_container_name_too_long_for_an_annotation_key_is_denied(tmp_path: Path) -> None:
+    name = "c" * 54  # "container." + 54 characters is over the 63 of an annotation name
+    review = load("pod-aesmd-host.json")
+    review["request"]["object"]["spec"]["containers"][0]["name"] = name
+    ((_, answer),) = post_reviews(tmp_path, review)
+    assert answer["response"]["allowed"] is False
+    assert "53 characters" in answer["response"]["status"]["message"]
