@@ -7,6 +7,7 @@ import base64
 import copy
 import json
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,17 @@ import aiohttp
 import jsonpatch
 import kubernetes_validate
 import pytest
+from aiohttp import web
 
-from scm.kube.webhook.server import make_app, start, tls_context
+from scm.kube.webhook.review import ReviewResult, review
+from scm.kube.webhook.server import (
+    LARGE_BODY,
+    MAX_BODY,
+    MAX_LARGE_IN_FLIGHT,
+    make_app,
+    start,
+    tls_context,
+)
 from tests.tls import make_tls
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "admission"
@@ -31,12 +41,16 @@ def load(name: str) -> dict[str, Any]:
     return document
 
 
-def with_webhook(tmp_path: Path, scenario: Callable[[Client], Awaitable[None]]) -> None:
+def with_webhook(
+    tmp_path: Path,
+    scenario: Callable[[Client], Awaitable[None]],
+    app: Callable[[], web.Application] = make_app,
+) -> None:
     """Run ``scenario`` with a client that POSTs or GETs the webhook over verified TLS."""
     tls = make_tls(tmp_path)
 
     async def main() -> None:
-        runner = await start(make_app(), "127.0.0.1", 0, tls_context(tls.cert, tls.key))
+        runner = await start(app(), "127.0.0.1", 0, tls_context(tls.cert, tls.key))
         port = runner.addresses[0][1]
         client_tls = ssl.create_default_context(cafile=tls.ca)
         try:
@@ -267,9 +281,7 @@ def test_pod_epc_counts_sidecar_init_containers_with_the_app(tmp_path: Path) -> 
     review = with_init_containers(
         epc_container("aesmd", "16Mi", restartPolicy="Always"), epc_container("init", "32Mi")
     )
-    review["request"]["object"]["metadata"]["annotations"]["sgx.intel.com/quote-provider"] = (
-        "aesmd"
-    )
+    review["request"]["object"]["metadata"]["annotations"]["sgx.intel.com/quote-provider"] = "aesmd"
     ((_, answer),) = post_reviews(tmp_path, review)
     pod = patched_pod(review, answer)
     validate_pod(pod)
@@ -334,3 +346,77 @@ def test_container_name_too_long_for_an_annotation_key_is_denied(tmp_path: Path)
     ((_, answer),) = post_reviews(tmp_path, review)
     assert answer["response"]["allowed"] is False
     assert "53 characters" in answer["response"]["status"]["message"]
+
+
+# --- body limit and large reviews beside small ones ----------------------------------------
+
+
+def large_review(containers: int) -> dict[str, Any]:
+    """The host-aesmd review with ``containers`` SGX containers: large, slow, but honest."""
+    review = load("pod-aesmd-host.json")
+    spec = review["request"]["object"]["spec"]
+    template = spec["containers"][0]
+    spec["containers"] = [dict(template, name=f"app-{i}") for i in range(containers)]
+    return review
+
+
+def test_bodies_over_3_mib_are_refused_with_413_before_review(tmp_path: Path) -> None:
+    document = large_review(1)
+    document["request"]["object"]["metadata"]["annotations"]["padding"] = "x" * MAX_BODY
+    body = json.dumps(document).encode()
+    assert len(body) > MAX_BODY
+
+    async def chunked() -> Any:
+        yield body[: MAX_BODY // 2]
+        yield body[MAX_BODY // 2 :]
+
+    async def scenario(call: Client) -> None:
+        status, text = await call("/mutate", body)
+        assert status == 413 and "3 MiB" in text
+        status, _ = await call("/mutate", chunked())  # type: ignore[arg-type]
+        assert status == 413
+        status, answer = await call("/mutate", json.dumps(large_review(1)).encode())
+        assert status == 200 and answer["response"]["allowed"] is True
+        _, metrics = await call("/metrics", b"")
+        assert 'scm_webhook_reviews_total{outcome="too_large"} 2.0' in metrics
+
+    with_webhook(tmp_path, scenario)
+
+
+def test_a_small_review_is_answered_while_large_ones_are_held(tmp_path: Path) -> None:
+    """Large reviews run on the app's own thread: hold it, and a small pod still gets its
+    answer; one large review more than the bound gets 503 at once instead of queueing."""
+    release = threading.Event()
+
+    def held(body: bytes) -> ReviewResult:
+        release.wait(60)
+        return review(body)
+
+    big = json.dumps(large_review(600)).encode()
+    assert len(big) >= LARGE_BODY
+
+    async def scenario(call: Client) -> None:
+        large = [
+            asyncio.ensure_future(call("/mutate", big)) for _ in range(MAX_LARGE_IN_FLIGHT + 1)
+        ]
+        try:
+            done, _ = await asyncio.wait(large, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            ((status, text),) = [task.result() for task in done]
+            assert status == 503 and "in flight" in text
+            small = load("pod-aesmd-sidecar.json")
+            status, answer = await call("/mutate", json.dumps(small).encode())
+            assert status == 200
+            patched_pod(small, answer)
+            assert sum(task.done() for task in large) == 1  # the held ones are still held
+        finally:
+            release.set()
+        answers = [await task for task in large if task not in done]
+        assert len(answers) == MAX_LARGE_IN_FLIGHT
+        for status, answer in answers:
+            assert status == 200
+            pod = patched_pod(large_review(600), answer)
+            annotations = pod["metadata"]["annotations"]
+            assert annotations["sgx.intel.com/epc"] == f"{600 * 64}Mi"
+            assert sum(key.startswith(NRI) for key in annotations) == 600
+
+    with_webhook(tmp_path, scenario, lambda: make_app(review_large=held))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -14,12 +16,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 
 from scm.errors import InputError, NotFoundError, UnavailableError
-from scm.kube.webhook.review import BadReview, review
+from scm.kube.webhook.review import BadReview, ReviewResult, review
 
 log = logging.getLogger(__name__)
 
-# kube-apiserver caps request bodies at 3 MiB; a review carries the object (and oldObject).
-MAX_BODY = 8 * 1024 * 1024
+# kube-apiserver stores no object over 3 MiB, so no honest review of a pod is larger; a body
+# over it is refused with 413 before it is read, which bounds the work of any one review
+# (parsing and mutation are linear in the body).
+MAX_BODY = 3 * 1024 * 1024
+# Reviews of bodies this large or larger run on the app's own thread, so that a few huge pods
+# never hold up the event loop: an ordinary pod (a few KiB) is answered at once beside them.
+LARGE_BODY = 64 * 1024
+# Large reviews queued or running at once; more are answered 503 at once rather than left to
+# pile up past the API server's timeout.
+MAX_LARGE_IN_FLIGHT = 4
+
+Review = Callable[[bytes], ReviewResult]
 
 
 class WebhookMetrics:
@@ -29,7 +41,8 @@ class WebhookMetrics:
         self.registry = registry
         self.reviews = Counter(
             "scm_webhook_reviews",
-            "Admission reviews answered, by outcome (patched, unchanged, denied, rejected).",
+            "Admission reviews answered, by outcome (patched, unchanged, denied, rejected, "
+            "too_large, busy).",
             ["outcome"],
             registry=registry,
         )
@@ -41,13 +54,32 @@ class WebhookMetrics:
         )
 
 
+class LargeReviews:
+    """One worker thread for large reviews, and the count of those queued or running."""
+
+    def __init__(self, review_large: Review) -> None:
+        self.review = review_large
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scm-large-review")
+        self.in_flight = 0
+
+    async def close(self, app: web.Application) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 _METRICS_KEY = web.AppKey("metrics", WebhookMetrics)
+_LARGE_KEY = web.AppKey("large_reviews", LargeReviews)
 
 
-def make_app() -> web.Application:
-    """The aiohttp application; each app has its own metrics registry."""
+def make_app(review_large: Review = review) -> web.Application:
+    """The aiohttp application; each app has its own metrics registry and large-review thread.
+
+    ``review_large`` answers large bodies on that thread (tests hold it to show that small
+    reviews do not wait for it).
+    """
     app = web.Application(client_max_size=MAX_BODY)
     app[_METRICS_KEY] = WebhookMetrics(CollectorRegistry())
+    app[_LARGE_KEY] = large = LargeReviews(review_large)
+    app.on_cleanup.append(large.close)
     app.router.add_post("/mutate", _mutate)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
@@ -108,9 +140,32 @@ async def serve(
 async def _mutate(request: web.Request) -> web.Response:
     metrics = request.app[_METRICS_KEY]
     started = time.perf_counter()
-    body = await request.read()
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _too_large(metrics)
     try:
-        result = review(body)
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+        return _too_large(metrics)
+    try:
+        if len(body) < LARGE_BODY:
+            result, answer = _answer(review, body)
+        else:
+            large = request.app[_LARGE_KEY]
+            if large.in_flight >= MAX_LARGE_IN_FLIGHT:
+                metrics.reviews.labels("busy").inc()
+                return web.Response(
+                    status=503,
+                    text=f"{MAX_LARGE_IN_FLIGHT} large reviews already in flight\n",
+                    headers={"Retry-After": "1"},
+                )
+            large.in_flight += 1
+            try:
+                loop = asyncio.get_running_loop()
+                result, answer = await loop.run_in_executor(
+                    large.executor, _answer, large.review, body
+                )
+            finally:
+                large.in_flight -= 1
     except BadReview as exc:
         metrics.reviews.labels("rejected").inc()
         return web.Response(status=400, text=f"{exc}\n")
@@ -118,7 +173,20 @@ async def _mutate(request: web.Request) -> web.Response:
     metrics.latency.observe(time.perf_counter() - started)
     if result.outcome == "denied":
         log.info("denied: %s", result.document["response"]["status"]["message"])
-    return web.json_response(result.document)
+    return web.Response(body=answer, content_type="application/json")
+
+
+def _answer(answer_review: Review, body: bytes) -> tuple[ReviewResult, bytes]:
+    """The review and its response body, serialised where the review ran."""
+    result = answer_review(body)
+    return result, json.dumps(result.document, separators=(",", ":")).encode()
+
+
+def _too_large(metrics: WebhookMetrics) -> web.Response:
+    metrics.reviews.labels("too_large").inc()
+    return web.Response(
+        status=413, text=f"an AdmissionReview is at most {MAX_BODY} bytes (3 MiB)\n"
+    )
 
 
 async def _healthz(request: web.Request) -> web.Response:
