@@ -189,18 +189,9 @@ def test_match_conditions_are_checked_by_the_1_30_schema(rendered: Rendered) -> 
 def test_label_selector_component_serves_clusters_without_match_conditions(
     deploy_copy: Path,
 ) -> None:
-    overlay = deploy_copy / "overlays" / "older-cluster"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\n"
-        "kind: Kustomization\n"
-        "resources: [../../base]\n"
-        "components:\n"
-        "  - ../../components/node-status\n"
-        "  - ../../components/cert-manager\n"
-        "  - ../../components/sgx-label-selector\n"
+    objects = overlay_with(
+        deploy_copy, "older-cluster", "node-status", "cert-manager", "sgx-label-selector"
     )
-    objects = kustomize(overlay)
     (hook,) = by_kind(objects, "MutatingWebhookConfiguration")
     (webhook,) = hook["webhooks"]
     assert "matchConditions" not in webhook
@@ -212,3 +203,31 @@ def test_label_selector_component_serves_clusters_without_match_conditions(
     assert calls_webhook(webhook, labelled)
     assert not calls_webhook(webhook, admission_pod("pod-no-sgx.json"))
     assert namespace_problems(objects) == [] and reference_problems(objects) == []
+
+
+def overlay_with(deploy_copy: Path, name: str, *components: str) -> list[dict[str, Any]]:
+    """An overlay of the base with ``components``, written into the copy and rendered."""
+    overlay = deploy_copy / "overlays" / name
+    overlay.mkdir()
+    listed = "".join(f"  - ../../components/{c}\n" for c in components)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [../../base]\ncomponents:\n{listed}"
+    )
+    return kustomize(overlay)
+
+
+def test_nri_component_runs_the_sgx_epc_plugin_on_sgx_nodes(deploy_copy: Path) -> None:
+    objects = overlay_with(deploy_copy, "with-nri", "nfd", "cert-manager", "nri-sgx-epc")
+    assert namespace_problems(objects) == [] and reference_problems(objects) == []
+    (plugin,) = [d for d in by_kind(objects, "DaemonSet") if d["metadata"]["name"] == "nri-sgx-epc"]
+    spec = plugin["spec"]["template"]["spec"]
+    assert spec["priorityClassName"] == "system-node-critical"
+    assert spec["nodeSelector"]["intel.feature.node.kubernetes.io/sgx"] == "true"
+    (container,) = spec["containers"]
+    assert container["image"].startswith("ghcr.io/containers/nri-plugins/nri-sgx-epc:v")
+    assert {"name": "nri-sockets", "mountPath": "/var/run/nri"} in container["volumeMounts"]
+    (volume,) = spec["volumes"]
+    assert volume["hostPath"]["path"] == "/var/run/nri"
+    for version in ("1.28", kubernetes_validate.latest_version()):
+        kubernetes_validate.validate(plugin, version, strict=True)
