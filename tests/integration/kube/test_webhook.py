@@ -9,6 +9,7 @@ import json
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -384,8 +385,8 @@ def test_bodies_over_3_mib_are_refused_with_413_before_review(tmp_path: Path) ->
 
 
 def test_a_small_review_is_answered_while_large_ones_are_held(tmp_path: Path) -> None:
-    """Large reviews run on the app's own thread: hold it, and a small pod still gets its
-    answer; one large review more than the bound gets 503 at once instead of queueing."""
+    """Large reviews run in a worker of the app's own: hold it, and a small pod still gets
+    its answer; one large review more than the bound gets 503 at once instead of queueing."""
     release = threading.Event()
 
     def held(body: bytes) -> ReviewResult:
@@ -419,4 +420,23 @@ def test_a_small_review_is_answered_while_large_ones_are_held(tmp_path: Path) ->
             assert annotations["sgx.intel.com/epc"] == f"{600 * 64}Mi"
             assert sum(key.startswith(NRI) for key in annotations) == 600
 
-    with_webhook(tmp_path, scenario, lambda: make_app(review_large=held))
+    def threaded() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1)
+
+    with_webhook(tmp_path, scenario, lambda: make_app(threaded, review_large=held))
+
+
+def test_large_reviews_are_answered_by_the_worker_process(tmp_path: Path) -> None:
+    big = large_review(600)
+
+    async def scenario(call: Client) -> None:
+        body = json.dumps(big).encode()
+        answers = await asyncio.gather(*(call("/mutate", body) for _ in range(2)))
+        for status, answer in answers:
+            assert status == 200
+            pod = patched_pod(big, answer)
+            assert pod["metadata"]["annotations"]["sgx.intel.com/epc"] == f"{600 * 64}Mi"
+        _, metrics = await call("/metrics", b"")
+        assert 'scm_webhook_reviews_total{outcome="patched"} 2.0' in metrics
+
+    with_webhook(tmp_path, scenario)

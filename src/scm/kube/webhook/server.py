@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import multiprocessing
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 
 from scm.errors import InputError, NotFoundError, UnavailableError
-from scm.kube.webhook.review import BadReview, ReviewResult, review
+from scm.kube.webhook.review import BadReview, ReviewResult, answer, review
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 # over it is refused with 413 before it is read, which bounds the work of any one review
 # (parsing and mutation are linear in the body).
 MAX_BODY = 3 * 1024 * 1024
-# Reviews of bodies this large or larger run on the app's own thread, so that a few huge pods
-# never hold up the event loop: an ordinary pod (a few KiB) is answered at once beside them.
+# Reviews of bodies this large or larger run in the app's own worker process, so that a few
+# huge pods never hold up the event loop: an ordinary pod (a few KiB) is answered at once
+# beside them. A process, not a thread: a review of a pod of thousands of containers holds
+# Python's GIL for a second or more, and a thread would stall the event loop just the same.
 LARGE_BODY = 64 * 1024
 # Large reviews queued or running at once; more are answered 503 at once rather than left to
 # pile up past the API server's timeout.
@@ -54,12 +56,18 @@ class WebhookMetrics:
         )
 
 
-class LargeReviews:
-    """One worker thread for large reviews, and the count of those queued or running."""
+def large_review_process() -> Executor:
+    """One worker process for large reviews, started by the first one ("spawn": the server
+    runs threads, which forking would copy in whatever state they are)."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
-    def __init__(self, review_large: Review) -> None:
+
+class LargeReviews:
+    """Where large reviews run, and the count of those queued or running."""
+
+    def __init__(self, executor: Executor, review_large: Review) -> None:
         self.review = review_large
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scm-large-review")
+        self.executor = executor
         self.in_flight = 0
 
     async def close(self, app: web.Application) -> None:
@@ -70,15 +78,17 @@ _METRICS_KEY = web.AppKey("metrics", WebhookMetrics)
 _LARGE_KEY = web.AppKey("large_reviews", LargeReviews)
 
 
-def make_app(review_large: Review = review) -> web.Application:
-    """The aiohttp application; each app has its own metrics registry and large-review thread.
+def make_app(
+    large_executor: Callable[[], Executor] = large_review_process, review_large: Review = review
+) -> web.Application:
+    """The aiohttp application; each app has its own metrics registry and large-review worker.
 
-    ``review_large`` answers large bodies on that thread (tests hold it to show that small
-    reviews do not wait for it).
+    ``review_large`` answers large bodies in ``large_executor()`` (tests pass a thread and
+    hold it, to show that small reviews do not wait for it).
     """
     app = web.Application(client_max_size=MAX_BODY)
     app[_METRICS_KEY] = WebhookMetrics(CollectorRegistry())
-    app[_LARGE_KEY] = large = LargeReviews(review_large)
+    app[_LARGE_KEY] = large = LargeReviews(large_executor(), review_large)
     app.on_cleanup.append(large.close)
     app.router.add_post("/mutate", _mutate)
     app.router.add_get("/healthz", _healthz)
@@ -148,7 +158,7 @@ async def _mutate(request: web.Request) -> web.Response:
         return _too_large(metrics)
     try:
         if len(body) < LARGE_BODY:
-            result, answer = _answer(review, body)
+            result, response = answer(review, body)
         else:
             large = request.app[_LARGE_KEY]
             if large.in_flight >= MAX_LARGE_IN_FLIGHT:
@@ -161,8 +171,8 @@ async def _mutate(request: web.Request) -> web.Response:
             large.in_flight += 1
             try:
                 loop = asyncio.get_running_loop()
-                result, answer = await loop.run_in_executor(
-                    large.executor, _answer, large.review, body
+                result, response = await loop.run_in_executor(
+                    large.executor, answer, large.review, body
                 )
             finally:
                 large.in_flight -= 1
@@ -173,13 +183,7 @@ async def _mutate(request: web.Request) -> web.Response:
     metrics.latency.observe(time.perf_counter() - started)
     if result.outcome == "denied":
         log.info("denied: %s", result.document["response"]["status"]["message"])
-    return web.Response(body=answer, content_type="application/json")
-
-
-def _answer(answer_review: Review, body: bytes) -> tuple[ReviewResult, bytes]:
-    """The review and its response body, serialised where the review ran."""
-    result = answer_review(body)
-    return result, json.dumps(result.document, separators=(",", ":")).encode()
+    return web.Response(body=response, content_type="application/json")
 
 
 def _too_large(metrics: WebhookMetrics) -> web.Response:
