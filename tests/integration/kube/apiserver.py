@@ -149,6 +149,13 @@ class ApiServerEmulator:
 
     async def _get(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded("GET", request.path, "", None))
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        return web.json_response(self.nodes[request.match_info["name"]])
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """The error the real server answers before it looks at the request's body."""
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return _status(401, "Unauthorized", "Unauthorized")
         if self.fail_with is not None:
@@ -156,18 +163,15 @@ class ApiServerEmulator:
         name = request.match_info["name"]
         if name not in self.nodes:
             return _status(404, "NotFound", f'nodes "{name}" not found')
-        return web.json_response(self.nodes[name])
+        return None
 
     async def _patch(self, request: web.Request) -> web.Response:
         body = json.loads(await request.read())
         self.requests.append(Recorded("PATCH", request.path, request.content_type, body))
-        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return _status(401, "Unauthorized", "Unauthorized")
-        if self.fail_with is not None:
-            return _status(self.fail_with, "InternalError", "etcdserver: request timed out")
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         name = request.match_info["name"]
-        if name not in self.nodes:
-            return _status(404, "NotFound", f'nodes "{name}" not found')
         if request.content_type != MERGE_PATCH:
             return _status(415, "UnsupportedMediaType", request.content_type)
         node = self.nodes[name]
