@@ -6,6 +6,7 @@ import asyncio
 import base64
 import copy
 import json
+import os
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -440,3 +441,26 @@ def test_large_reviews_are_answered_by_the_worker_process(tmp_path: Path) -> Non
         assert 'scm_webhook_reviews_total{outcome="patched"} 2.0' in metrics
 
     with_webhook(tmp_path, scenario)
+
+
+def review_or_die(body: bytes) -> ReviewResult:
+    """Reviews, except that a pod annotated scm-test/die kills the worker process, as the
+    kernel's OOM killer would. Module-level: the worker process imports it by name."""
+    if b'"scm-test/die"' in body:
+        os._exit(137)
+    return review(body)
+
+
+def test_a_dead_worker_is_replaced_and_its_review_answered_503(tmp_path: Path) -> None:
+    fatal = large_review(600)
+    fatal["request"]["object"]["metadata"]["annotations"]["scm-test/die"] = "yes"
+    honest = large_review(600)
+
+    async def scenario(call: Client) -> None:
+        status, text = await call("/mutate", json.dumps(fatal).encode())
+        assert status == 503 and "died" in text
+        status, answer = await call("/mutate", json.dumps(honest).encode())
+        assert status == 200
+        patched_pod(honest, answer)
+
+    with_webhook(tmp_path, scenario, lambda: make_app(review_large=review_or_die))

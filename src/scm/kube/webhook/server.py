@@ -8,7 +8,7 @@ import multiprocessing
 import ssl
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -65,10 +65,18 @@ def large_review_process() -> Executor:
 class LargeReviews:
     """Where large reviews run, and the count of those queued or running."""
 
-    def __init__(self, executor: Executor, review_large: Review) -> None:
+    def __init__(self, new_executor: Callable[[], Executor], review_large: Review) -> None:
         self.review = review_large
-        self.executor = executor
+        self._new_executor = new_executor
+        self.executor = new_executor()
         self.in_flight = 0
+
+    def replace_broken(self, broken: Executor) -> None:
+        """A worker that died (killed for memory, say) breaks its pool for good: start anew,
+        once, however many reviews saw it break."""
+        if self.executor is broken:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.executor = self._new_executor()
 
     async def close(self, app: web.Application) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -88,7 +96,7 @@ def make_app(
     """
     app = web.Application(client_max_size=MAX_BODY)
     app[_METRICS_KEY] = WebhookMetrics(CollectorRegistry())
-    app[_LARGE_KEY] = large = LargeReviews(large_executor(), review_large)
+    app[_LARGE_KEY] = large = LargeReviews(large_executor, review_large)
     app.on_cleanup.append(large.close)
     app.router.add_post("/mutate", _mutate)
     app.router.add_get("/healthz", _healthz)
@@ -169,10 +177,18 @@ async def _mutate(request: web.Request) -> web.Response:
                     headers={"Retry-After": "1"},
                 )
             large.in_flight += 1
+            executor = large.executor
             try:
                 loop = asyncio.get_running_loop()
-                result, response = await loop.run_in_executor(
-                    large.executor, answer, large.review, body
+                result, response = await loop.run_in_executor(executor, answer, large.review, body)
+            except BrokenExecutor:
+                large.replace_broken(executor)
+                metrics.reviews.labels("busy").inc()
+                log.warning("the large-review worker died; a new one takes the next review")
+                return web.Response(
+                    status=503,
+                    text="the worker reviewing large pods died; retry\n",
+                    headers={"Retry-After": "1"},
                 )
             finally:
                 large.in_flight -= 1
