@@ -26,8 +26,11 @@ _SUFFIXES: dict[str, Fraction] = {
 }
 _QUANTITY = re.compile(
     r"(?P<sign>[+-]?)(?P<number>\d+(?:\.\d*)?|\.\d+)"
-    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE](?P<exponent>[+-]?\d{1,3}))?"
+    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE](?P<exponent>[+-]?\d{1,3}))?",
+    re.ASCII,  # Kubernetes takes ASCII digits only
 )
+# The suffixes that keep a whole number whole: the fast path of whole_quantity.
+_WHOLE_SCALES = {suffix: int(size) for suffix, size in _SUFFIXES.items() if size >= 1}
 
 
 def parse_quantity(value: object) -> Fraction:
@@ -49,14 +52,30 @@ def parse_quantity(value: object) -> Fraction:
 
 def whole_quantity(value: object) -> int:
     """A quantity that must be a whole, non-negative number that fits Kubernetes' int64."""
+    if isinstance(value, str):
+        # Whole numbers with a whole scale ("64Mi", "1G", "1e6") in integer arithmetic:
+        # Fraction cost more than the rest of an admission review.
+        match = _QUANTITY.fullmatch(value.strip())
+        if match is not None and match["sign"] != "-" and "." not in match["number"]:
+            exponent = match["exponent"]
+            if exponent is None:
+                scale = _WHOLE_SCALES.get(match["suffix"] or "")
+            else:
+                scale = 10 ** int(exponent) if int(exponent) >= 0 else None
+            if scale is not None:
+                return _in_range(int(match["number"]) * scale, value)
     exact = parse_quantity(value)
     if exact.denominator != 1:
         raise InputError(f"{value!r} is not a whole number of bytes")
     if exact < 0:
         raise InputError(f"{value!r} is negative")
-    if exact > MAX_QUANTITY:
+    return _in_range(int(exact), value)
+
+
+def _in_range(count: int, value: object) -> int:
+    if count > MAX_QUANTITY:
         raise InputError(f"{value!r} is larger than any quantity Kubernetes can hold")
-    return int(exact)
+    return count
 
 
 def format_bytes(count: int) -> str:

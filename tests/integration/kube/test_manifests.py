@@ -5,27 +5,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import shutil
-import subprocess
 from functools import cache
-from pathlib import Path
-from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 from packaging.version import Version
 
 from scm.kube.settings import KubeSettings
 from scm.platform import discover
 from scm.platform.render import render_nfd
 from tests.hostroots import HOSTS
-from tests.tls import make_tls
+from tests.integration.kube.conftest import OVERLAYS, REPO, Rendered, by_kind
 
-REPO = Path(__file__).parents[3]
-DEPLOY = REPO / "deploy" / "kubernetes"
-OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir())
 NFR_SCHEMA = json.loads(
     (REPO / "tests" / "fixtures" / "kube" / "nodefeaturerule-v1alpha1.schema.json").read_text()
 )
@@ -36,33 +28,6 @@ VERSIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
-    """Every overlay and the examples, rendered from a copy holding a provided certificate."""
-    copy = tmp_path_factory.mktemp("deploy") / "kubernetes"
-    shutil.copytree(DEPLOY, copy)
-    tls_dir = copy / "components" / "provided-certificate" / "tls"
-    files = make_tls(tls_dir, "scm-webhook.scm-system.svc")
-    files.cert.rename(tls_dir / "tls.crt")
-    files.key.rename(tls_dir / "tls.key")
-    files.ca.rename(tls_dir / "ca.crt")
-    targets = {name: copy / "overlays" / name for name in OVERLAYS}
-    targets["examples"] = copy / "examples"
-    return {name: kustomize(path) for name, path in targets.items()}
-
-
-def kustomize(path: Path) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
-
-
 @cache
 def validate(document: str, version: str) -> None:
     kubernetes_validate.validate(json.loads(document), version, strict=True)
@@ -70,7 +35,7 @@ def validate(document: str, version: str) -> None:
 
 @pytest.mark.parametrize("target", [*OVERLAYS, "examples"])
 def test_every_known_object_validates_strictly_on_every_version(
-    rendered: dict[str, list[dict[str, Any]]], target: str
+    rendered: Rendered, target: str
 ) -> None:
     objects = rendered[target]
     assert objects
@@ -82,7 +47,7 @@ def test_every_known_object_validates_strictly_on_every_version(
 
 
 def test_overlays_pick_their_registration_and_certificate(
-    rendered: dict[str, list[dict[str, Any]]],
+    rendered: Rendered,
 ) -> None:
     for name in OVERLAYS:
         objects = rendered[name]
@@ -113,7 +78,7 @@ def test_overlays_pick_their_registration_and_certificate(
             assert base64.b64decode(ca_bundle).startswith(b"-----BEGIN CERTIFICATE-----")
 
 
-def test_agent_environment_names_real_settings(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_agent_environment_names_real_settings(rendered: Rendered) -> None:
     fields = {f"SCM_KUBE_{f.name.upper()}" for f in dataclasses.fields(KubeSettings)}
     for name in OVERLAYS:
         (agent,) = by_kind(rendered[name], "DaemonSet")
@@ -122,7 +87,7 @@ def test_agent_environment_names_real_settings(rendered: dict[str, list[dict[str
 
 
 def test_node_feature_rule_matches_its_schema_and_the_features_scm_writes(
-    rendered: dict[str, list[dict[str, Any]]],
+    rendered: Rendered,
 ) -> None:
     (rule,) = by_kind(rendered["nfd-cert-manager"], "NodeFeatureRule")
     jsonschema.validate(rule, NFR_SCHEMA)
@@ -157,7 +122,7 @@ def test_node_feature_rule_schema_catches_mistakes() -> None:
         jsonschema.validate(bad, NFR_SCHEMA)
 
 
-def test_examples_use_the_resources_scm_serves(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_examples_use_the_resources_scm_serves(rendered: Rendered) -> None:
     pods = {p["metadata"]["name"]: p for p in by_kind(rendered["examples"], "Pod")}
     sgx_limits = pods["sgx-sample"]["spec"]["containers"][0]["resources"]["limits"]
     assert "sgx.intel.com/epc" in sgx_limits

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scm.errors import InputError
 from scm.kube.quantity import format_bytes, parse_quantity, whole_quantity
@@ -55,3 +57,41 @@ def test_whole_quantity_refuses(text: object, reason: str) -> None:
 def test_format_bytes(count: int, text: str) -> None:
     assert format_bytes(count) == text
     assert parse_quantity(text) == count
+
+
+QUANTITY_TEXT = st.builds(
+    lambda sign, whole, fraction, tail: f"{sign}{whole}{fraction}{tail}",
+    st.sampled_from(["", "+", "-"]),
+    st.integers(0, 10**20).map(str),
+    st.sampled_from(["", ".", ".5", ".25", ".000001"]),
+    st.sampled_from(["", "n", "u", "m", "k", "M", "G", "T", "P", "E"])
+    | st.sampled_from(["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
+    | st.integers(-20, 30).map(lambda e: f"e{e}"),
+)
+
+
+def exact_whole(text: str) -> int | str:
+    """The definition whole_quantity must meet, through exact fractions; else the error."""
+    try:
+        exact = parse_quantity(text)
+    except InputError as exc:
+        return str(exc)
+    if exact.denominator != 1 or exact < 0 or exact > 2**63 - 1:
+        return "refused"
+    return int(exact)
+
+
+@settings(max_examples=500, deadline=None)
+@given(QUANTITY_TEXT)
+def test_whole_quantity_agrees_with_exact_arithmetic(text: str) -> None:
+    expected = exact_whole(text)
+    try:
+        got: int | str = whole_quantity(text)
+    except InputError:
+        got = "refused"
+    assert got == (expected if isinstance(expected, int) else "refused")
+
+
+def test_only_ascii_digits_are_quantities() -> None:
+    with pytest.raises(InputError, match="not a quantity"):
+        whole_quantity("\u0663Mi")  # ARABIC-INDIC DIGIT THREE

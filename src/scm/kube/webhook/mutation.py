@@ -7,7 +7,7 @@ and retries never double anything.
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 from typing import Any
 
 from scm.errors import InputError
@@ -16,6 +16,8 @@ from scm.kube.resources import SGX_ENCLAVE, SGX_EPC, SGX_PROVISION
 
 QUOTE_PROVIDER = "sgx.intel.com/quote-provider"
 EPC_ANNOTATION = "sgx.intel.com/epc"
+# containers/nri-plugins sgx-epc: "epc-limit.nri.io/container.<name>": "<bytes>".
+NRI_EPC_PREFIX = "epc-limit.nri.io/container."
 AESMD = "aesmd"
 AESMD_VOLUME = "aesmd-socket"
 AESMD_SOCKET_DIR = "/var/run/aesmd"
@@ -42,26 +44,46 @@ class _Patch:
 
     def put(self, parent: dict[str, Any], key: str, path: str, value: Any) -> None:
         parent[key] = value
-        # A snapshot: the value may be filled further by later operations of its own.
         self.operations.append(
-            {"op": "add", "path": f"{path}/{_escape(key)}", "value": copy.deepcopy(value)}
+            {"op": "add", "path": f"{path}/{_escape(key)}", "value": _snapshot(value)}
         )
 
     def append(self, parent: list[Any], path: str, value: Any) -> None:
         parent.append(value)
-        self.operations.append({"op": "add", "path": f"{path}/-", "value": copy.deepcopy(value)})
+        self.operations.append({"op": "add", "path": f"{path}/-", "value": _snapshot(value)})
+
+
+def _snapshot(value: Any) -> Any:
+    """The value as it is now. Only containers added empty are filled later (each filling is
+    an operation of its own), and what is added is never changed afterwards, so a shallow
+    copy is a faithful snapshot: no deepcopy, which cost more than the rest of a review."""
+    if isinstance(value, dict | list):
+        return value.copy()
+    return value
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One container or init container, and where the patch finds it."""
+
+    path: str
+    container: dict[str, Any]
+    init: bool
+    # An init container with restartPolicy Always runs beside the app (a native sidecar).
+    sidecar: bool
 
 
 def pod_patch(pod: Pod) -> list[dict[str, Any]]:
     """Mutate ``pod`` in place to use SGX; return the JSON patch that does the same.
 
-    The patch is empty when nothing is missing (or the pod asks for no SGX at all).
+    Containers and init containers are treated alike. The patch is empty when nothing is
+    missing (or the pod asks for no SGX at all).
     """
-    containers = _containers(pod)
+    slots = _containers(pod)
     metadata = _mapping(pod.get("metadata"), "metadata")
     annotations = _mapping(metadata.get("annotations"), "metadata.annotations")
     provider = annotations.get(QUOTE_PROVIDER)
-    names = [c.get("name") for c in containers]
+    names = [slot.container.get("name") for slot in slots]
     if provider is not None and (not isinstance(provider, str) or not provider):
         raise PodRejected(f"annotation {QUOTE_PROVIDER} must be a container name or '{AESMD}'")
     if provider is not None and provider != AESMD and provider not in names:
@@ -70,45 +92,92 @@ def pod_patch(pod: Pod) -> list[dict[str, Any]]:
             f"have (containers: {', '.join(map(str, names))}): name the container that "
             f"generates quotes, or '{AESMD}' to use the aesmd socket"
         )
-    epc = {i: n for i, c in enumerate(containers) if (n := _container_epc(c)) is not None}
+    epc = {
+        i: n for i, slot in enumerate(slots) if (n := _container_epc(slot.container)) is not None
+    }
     if not epc:
         return []
+    nri_keys = {i: _nri_annotation(names[i]) for i in epc}
 
     patch = _Patch()
     for index in epc:
-        _ensure_resource(patch, containers[index], index, SGX_ENCLAVE)
+        _ensure_resource(patch, slots[index], SGX_ENCLAVE)
     if provider in names:
-        index = names.index(provider)
-        _ensure_resource(patch, containers[index], index, SGX_PROVISION)
+        _ensure_resource(patch, slots[names.index(provider)], SGX_PROVISION)
     if provider == AESMD:
         sidecar = names.index(AESMD) if AESMD in names else None
         _ensure_aesmd_volume(patch, pod, in_memory=sidecar is not None)
         for index in sorted(set(epc) | ({sidecar} if sidecar is not None else set())):
-            path = f"/spec/containers/{index}"
+            slot = slots[index]
             mount = {"name": AESMD_VOLUME, "mountPath": AESMD_SOCKET_DIR}
-            _ensure_named(patch, containers[index], "volumeMounts", path, mount)
+            _ensure_named(patch, slot.container, "volumeMounts", slot.path, mount)
             if index != sidecar:
-                _ensure_named(
-                    patch, containers[index], "env", path, {"name": AESMD_ENV, "value": "1"}
-                )
+                env = {"name": AESMD_ENV, "value": "1"}
+                _ensure_named(patch, slot.container, "env", slot.path, env)
     metadata = patch.member(pod, "metadata", "", {})
     annotations = patch.member(metadata, "annotations", "/metadata", {})
-    total = format_bytes(sum(epc.values()))
-    if annotations.get(EPC_ANNOTATION) != total:
-        patch.put(annotations, EPC_ANNOTATION, "/metadata/annotations", total)
+    wanted = {EPC_ANNOTATION: format_bytes(_pod_epc(slots, epc))}
+    # The sgx-epc NRI plugin sets each container's cgroup misc sgx_epc limit from these.
+    wanted.update((nri_keys[i], str(epc[i])) for i in epc)
+    for key, value in wanted.items():
+        if annotations.get(key) != value:
+            patch.put(annotations, key, "/metadata/annotations", value)
     return patch.operations
 
 
-def _containers(pod: Pod) -> list[dict[str, Any]]:
+def _pod_epc(slots: list[_Slot], epc: dict[int, int]) -> int:
+    """The pod's EPC as the scheduler counts a resource: the larger of the app containers
+    (plus sidecars) and the peak of the init phase, where init containers run one at a time
+    beside the sidecars started before them."""
+    app = sum(n for i, n in epc.items() if not slots[i].init)
+    sidecars = peak = 0
+    for i, slot in enumerate(slots):
+        if not slot.init:
+            continue
+        if slot.sidecar:
+            sidecars += epc.get(i, 0)
+            peak = max(peak, sidecars)
+        else:
+            peak = max(peak, sidecars + epc.get(i, 0))
+    return max(app + sidecars, peak)
+
+
+def _nri_annotation(name: Any) -> str:
+    """The sgx-epc NRI plugin's annotation for one container; its name part (after the
+    prefix) must be a qualified name of at most 63 characters, or the API server refuses
+    the pod."""
+    if not isinstance(name, str) or not name:
+        raise PodRejected("every container asking for sgx.intel.com/epc needs a name")
+    key = f"{NRI_EPC_PREFIX}{name}"
+    if len(key.split("/", 1)[1]) > 63:
+        raise PodRejected(
+            f"container {name!r}: its EPC limit goes in the annotation {key}, whose name part "
+            f"may have 63 characters: shorten the container name to at most "
+            f"{63 - len('container.')} characters"
+        )
+    return key
+
+
+def _containers(pod: Pod) -> list[_Slot]:
     if not isinstance(pod.get("spec"), dict):
         raise PodRejected("the pod has no spec")
     spec: dict[str, Any] = pod["spec"]
     containers = spec.get("containers")
     if not isinstance(containers, list) or not containers:
         raise PodRejected("the pod has no spec.containers")
-    for container in containers:
+    init_containers = spec.get("initContainers")
+    if init_containers is None:
+        init_containers = []
+    elif not isinstance(init_containers, list):
+        raise PodRejected("spec.initContainers must be a list")
+    slots = [_Slot(f"/spec/containers/{i}", c, False, False) for i, c in enumerate(containers)]
+    for i, c in enumerate(init_containers):
+        sidecar = isinstance(c, dict) and c.get("restartPolicy") == "Always"
+        slots.append(_Slot(f"/spec/initContainers/{i}", c, True, sidecar))
+    for slot in slots:
+        container = slot.container
         if not isinstance(container, dict):
-            raise PodRejected("each of spec.containers must be an object")
+            raise PodRejected("each of spec.containers and spec.initContainers must be an object")
         resources = _mapping(container.get("resources"), "resources")
         for key in ("limits", "requests"):
             _mapping(resources.get(key), f"resources.{key}")
@@ -117,7 +186,7 @@ def _containers(pod: Pod) -> list[dict[str, Any]]:
                 raise PodRejected(f"container {container.get('name')!r}: {key} must be a list")
     if spec.get("volumes") is not None and not isinstance(spec["volumes"], list):
         raise PodRejected("spec.volumes must be a list")
-    return containers
+    return slots
 
 
 def _container_epc(container: dict[str, Any]) -> int | None:
@@ -128,24 +197,32 @@ def _container_epc(container: dict[str, Any]) -> int | None:
     if limit is None and request is None:
         return None
     name = container.get("name")
+    if limit is None:
+        # kube-apiserver would refuse it after the patch ("Limit must be set for non
+        # overcommitable resources"); say here what to change.
+        raise PodRejected(
+            f"container {name!r}: {SGX_EPC} is in resources.requests ({request}) only; "
+            f"extended resources cannot be overcommitted, so set resources.limits[{SGX_EPC}] "
+            f"to {request} as well (or set only limits)"
+        )
     try:
-        limit_bytes = None if limit is None else whole_quantity(limit)
+        limit_bytes = whole_quantity(limit)
         request_bytes = None if request is None else whole_quantity(request)
     except InputError as exc:
         raise PodRejected(
             f"container {name!r}: {SGX_EPC} {exc}: give it in whole bytes, e.g. 64Mi"
         ) from None
-    if limit_bytes is not None and request_bytes is not None and limit_bytes != request_bytes:
+    if request_bytes is not None and limit_bytes != request_bytes:
         raise PodRejected(
             f"container {name!r}: {SGX_EPC} requests ({request}) must equal its limits "
             f"({limit}): set both to the same value, or set only limits"
         )
-    return limit_bytes if limit_bytes is not None else request_bytes
+    return limit_bytes
 
 
-def _ensure_resource(patch: _Patch, container: dict[str, Any], index: int, name: str) -> None:
-    path = f"/spec/containers/{index}"
-    resources = patch.member(container, "resources", path, {})
+def _ensure_resource(patch: _Patch, slot: _Slot, name: str) -> None:
+    path = slot.path
+    resources = patch.member(slot.container, "resources", path, {})
     for key in ("limits", "requests"):
         values = patch.member(resources, key, f"{path}/resources", {})
         if name not in values:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,15 @@ def review(body: bytes) -> ReviewResult:
         json.dumps(patch, separators=(",", ":")).encode()
     ).decode()
     return ReviewResult(response, "patched")
+
+
+def answer(
+    answer_review: Callable[[bytes], ReviewResult], body: bytes
+) -> tuple[ReviewResult, bytes]:
+    """``answer_review(body)`` and its response body, serialised where the review ran (in
+    the server's worker process for large reviews: the body is as large as the work)."""
+    result = answer_review(body)
+    return result, json.dumps(result.document, separators=(",", ":")).encode()
 
 
 def _denied(uid: str, message: str) -> ReviewResult:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, Executor, ProcessPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -14,12 +16,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.exposition import generate_latest
 
 from scm.errors import InputError, NotFoundError, UnavailableError
-from scm.kube.webhook.review import BadReview, review
+from scm.kube.webhook.review import BadReview, ReviewResult, answer, review
 
 log = logging.getLogger(__name__)
 
-# kube-apiserver caps request bodies at 3 MiB; a review carries the object (and oldObject).
-MAX_BODY = 8 * 1024 * 1024
+# kube-apiserver stores no object over 3 MiB, so no honest review of a pod is larger; a body
+# over it is refused with 413 before it is read, which bounds the work of any one review
+# (parsing and mutation are linear in the body).
+MAX_BODY = 3 * 1024 * 1024
+# Reviews of bodies this large or larger run in the app's own worker process, so that a few
+# huge pods never hold up the event loop: an ordinary pod (a few KiB) is answered at once
+# beside them. A process, not a thread: a review of a pod of thousands of containers holds
+# Python's GIL for a second or more, and a thread would stall the event loop just the same.
+LARGE_BODY = 64 * 1024
+# Large reviews queued or running at once; more are answered 503 at once rather than left to
+# pile up past the API server's timeout.
+MAX_LARGE_IN_FLIGHT = 4
+
+Review = Callable[[bytes], ReviewResult]
 
 
 class WebhookMetrics:
@@ -29,7 +43,8 @@ class WebhookMetrics:
         self.registry = registry
         self.reviews = Counter(
             "scm_webhook_reviews",
-            "Admission reviews answered, by outcome (patched, unchanged, denied, rejected).",
+            "Admission reviews answered, by outcome (patched, unchanged, denied, rejected, "
+            "too_large, busy).",
             ["outcome"],
             registry=registry,
         )
@@ -41,13 +56,48 @@ class WebhookMetrics:
         )
 
 
+def large_review_process() -> Executor:
+    """One worker process for large reviews, started by the first one ("spawn": the server
+    runs threads, which forking would copy in whatever state they are)."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+class LargeReviews:
+    """Where large reviews run, and the count of those queued or running."""
+
+    def __init__(self, new_executor: Callable[[], Executor], review_large: Review) -> None:
+        self.review = review_large
+        self._new_executor = new_executor
+        self.executor = new_executor()
+        self.in_flight = 0
+
+    def replace_broken(self, broken: Executor) -> None:
+        """A worker that died (killed for memory, say) breaks its pool for good: start anew,
+        once, however many reviews saw it break."""
+        if self.executor is broken:
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.executor = self._new_executor()
+
+    async def close(self, app: web.Application) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 _METRICS_KEY = web.AppKey("metrics", WebhookMetrics)
+_LARGE_KEY = web.AppKey("large_reviews", LargeReviews)
 
 
-def make_app() -> web.Application:
-    """The aiohttp application; each app has its own metrics registry."""
+def make_app(
+    large_executor: Callable[[], Executor] = large_review_process, review_large: Review = review
+) -> web.Application:
+    """The aiohttp application; each app has its own metrics registry and large-review worker.
+
+    ``review_large`` answers large bodies in ``large_executor()`` (tests pass a thread and
+    hold it, to show that small reviews do not wait for it).
+    """
     app = web.Application(client_max_size=MAX_BODY)
     app[_METRICS_KEY] = WebhookMetrics(CollectorRegistry())
+    app[_LARGE_KEY] = large = LargeReviews(large_executor, review_large)
+    app.on_cleanup.append(large.close)
     app.router.add_post("/mutate", _mutate)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
@@ -108,9 +158,40 @@ async def serve(
 async def _mutate(request: web.Request) -> web.Response:
     metrics = request.app[_METRICS_KEY]
     started = time.perf_counter()
-    body = await request.read()
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _too_large(metrics)
     try:
-        result = review(body)
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the limit
+        return _too_large(metrics)
+    try:
+        if len(body) < LARGE_BODY:
+            result, response = answer(review, body)
+        else:
+            large = request.app[_LARGE_KEY]
+            if large.in_flight >= MAX_LARGE_IN_FLIGHT:
+                metrics.reviews.labels("busy").inc()
+                return web.Response(
+                    status=503,
+                    text=f"{MAX_LARGE_IN_FLIGHT} large reviews already in flight\n",
+                    headers={"Retry-After": "1"},
+                )
+            large.in_flight += 1
+            executor = large.executor
+            try:
+                loop = asyncio.get_running_loop()
+                result, response = await loop.run_in_executor(executor, answer, large.review, body)
+            except BrokenExecutor:
+                large.replace_broken(executor)
+                metrics.reviews.labels("busy").inc()
+                log.warning("the large-review worker died; a new one takes the next review")
+                return web.Response(
+                    status=503,
+                    text="the worker reviewing large pods died; retry\n",
+                    headers={"Retry-After": "1"},
+                )
+            finally:
+                large.in_flight -= 1
     except BadReview as exc:
         metrics.reviews.labels("rejected").inc()
         return web.Response(status=400, text=f"{exc}\n")
@@ -118,7 +199,14 @@ async def _mutate(request: web.Request) -> web.Response:
     metrics.latency.observe(time.perf_counter() - started)
     if result.outcome == "denied":
         log.info("denied: %s", result.document["response"]["status"]["message"])
-    return web.json_response(result.document)
+    return web.Response(body=response, content_type="application/json")
+
+
+def _too_large(metrics: WebhookMetrics) -> web.Response:
+    metrics.reviews.labels("too_large").inc()
+    return web.Response(
+        status=413, text=f"an AdmissionReview is at most {MAX_BODY} bytes (3 MiB)\n"
+    )
 
 
 async def _healthz(request: web.Request) -> web.Response:
