@@ -78,17 +78,18 @@ def run(
     stream: bool = False,
     stdin: str | None = None,
     limits: Limits = BUILD_LIMITS,
+    env: dict[str, str] | None = None,
 ) -> str:
     """Run a program for build step ``step``; return its stdout or raise with its last words.
 
     With ``stream`` the program's output goes to our stderr as it comes (long steps);
-    ``stdin`` is text fed to the program.
+    ``stdin`` is text fed to the program; ``env`` replaces the environment.
     """
     if stream:
-        completed = _run(step, argv, limits, input=stdin, text=True)
+        completed = _run(step, argv, limits, input=stdin, text=True, env=env)
         output = ""
     else:
-        completed = _run(step, argv, limits, input=stdin, capture_output=True, text=True)
+        completed = _run(step, argv, limits, input=stdin, capture_output=True, text=True, env=env)
         output = str(completed.stdout)
     if completed.returncode != 0:
         detail = (completed.stderr or "").strip().splitlines()[-1:] if not stream else []
