@@ -15,6 +15,7 @@ from scm.config import LOG_LEVELS
 from scm.errors import ScmError, UnavailableError
 from scm.log import setup_logging
 
+EX_USAGE = 64
 EX_SOFTWARE = 70
 
 # Subcommand name -> "module:attribute". Modules load only when their command runs, so
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         # One line like every other error, with where to look instead of click's usage block.
         where = exc.ctx.command_path if exc.ctx else "scm"
         click.echo(f"scm: error: {exc.format_message()} (see '{where} --help')", err=True)
-        sys.exit(exc.exit_code)
+        sys.exit(EX_USAGE)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
