@@ -15,6 +15,7 @@ from scm.config import LOG_LEVELS
 from scm.errors import ScmError, UnavailableError
 from scm.log import setup_logging
 
+HELP_ONLY = "scm.help_only"
 EX_USAGE = 64
 EX_SOFTWARE = 70
 
@@ -53,6 +54,23 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(module, attribute)
         return command
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Note, before click consumes them, whether the words ask only for help, so that
+        # the callback can skip reading settings (a broken settings file must not hide help).
+        ctx.meta[HELP_ONLY] = ctx.resilient_parsing or _asks_for_help(args)
+        rest = super().parse_args(ctx, args)
+        if not rest and not ctx.meta[HELP_ONLY]:
+            # `scm keys`: a bare group prints its help.
+            names = [*getattr(ctx, "_protected_args", [])]
+            command = self.get_command(ctx, names[0]) if len(names) == 1 else None
+            ctx.meta[HELP_ONLY] = isinstance(command, click.Group)
+        return rest
+
+
+def _asks_for_help(args: list[str]) -> bool:
+    words = args[: args.index("--")] if "--" in args else args
+    return any(word in ("-h", "--help") for word in words)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Log at debug level and show tracebacks.")
@@ -80,6 +98,8 @@ def cli(
     """SCM: Intel SGX and TDX confidential computing for clouds."""
     obj = CliContext(debug=debug, config_file=config_file, state_dir=state_dir, log_level=log_level)
     ctx.obj = obj
+    if ctx.meta.get(HELP_ONLY):
+        return  # help and completion read no settings file
     setup_logging(obj.settings.log_level)
 
 
