@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -42,6 +42,16 @@ _ROOT_SPKI = INTEL_SGX_ROOT_CA.public_key().public_bytes(
     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 )
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+# What cryptography raises for a certificate whose DER, key, algorithm or extensions are
+# forged: ASN.1 errors and "Invalid key" are ValueError, an unknown curve or key type is
+# UnsupportedAlgorithm, a repeated extension DuplicateExtension, a bad version InvalidVersion.
+MALFORMED_CERTIFICATE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+)
 _CACHE_SIZE = 256
 
 
@@ -146,6 +156,17 @@ def verified_chain(pem: bytes, what: str) -> Chain:
         certs = x509.load_pem_x509_certificates(pem)
     except (ValueError, x509.InvalidVersion) as exc:
         raise TrustError("chain_invalid", f"{what} is not a PEM certificate chain: {exc}") from None
+    try:
+        return _chain_to_root(certs, what)
+    except MALFORMED_CERTIFICATE_ERRORS as exc:
+        # cryptography parses fields, keys and extensions lazily: a forged certificate that
+        # loaded fails here, on first use. That is malformed input, not a broken chain.
+        raise TrustError(
+            "chain_malformed", f"{what} holds a malformed certificate: {type(exc).__name__}"
+        ) from None
+
+
+def _chain_to_root(certs: list[x509.Certificate], what: str) -> Chain:
     if certs and _is_root(certs[-1]):
         certs = certs[:-1]
     if not certs:

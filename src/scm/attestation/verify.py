@@ -181,6 +181,7 @@ def _guard(call: Callable[[], T], renames: dict[str, str]) -> T:
     try:
         return call()
     except TrustError as exc:
+        renames = {"chain_malformed": "malformed_collateral", **renames}
         raise _Rejected(renames.get(exc.reason, exc.reason), str(exc)) from None
 
 
@@ -196,7 +197,9 @@ def _pck_platform(pem: bytes) -> tuple[Chain, PckExtension]:
     try:
         chain = verified_chain(pem, "PCK certificate chain")
     except TrustError as exc:
-        raise _Rejected("pck_chain_invalid", str(exc)) from None
+        # The PCK chain is quote data: a certificate that does not parse is a malformed quote.
+        reason = "malformed_quote" if exc.reason == "chain_malformed" else "pck_chain_invalid"
+        raise _Rejected(reason, str(exc)) from None
     if len(chain.certs) != 2:
         raise _Rejected(
             "pck_chain_invalid", "the PCK chain must be PCK certificate, PCK CA and root"
