@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Collection, Mapping
@@ -152,6 +151,8 @@ def load_settings(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # deferred: most runs have no settings file
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

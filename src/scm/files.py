@@ -2,7 +2,6 @@
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from scm.errors import InputError, NotFoundError
@@ -17,6 +16,8 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     The data goes to a dot-file in the same directory, is flushed to disk, gets its
     permissions before any content is visible, and is renamed over ``path``.
     """
+    import tempfile  # deferred: it pulls in random and shutil, which `scm inspect` never needs
+
     payload = data.encode() if isinstance(data, str) else data
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
