@@ -45,20 +45,28 @@ def write_output(path: Path, data: bytes | str, what: str = "output file") -> No
         raise InputError(f"cannot write {what} {path}: {exc.strerror}") from None
 
 
-def read_input(path: Path, what: str = "file", limit: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of a file the user named, or a one-line error saying what is wrong with it.
+def open_input(path: Path, what: str = "file", flags: int = 0) -> int:
+    """A read-only descriptor for a file the user named, or a one-line error saying why not.
 
-    The size is checked before reading (a 200 MB "quote" is refused without being read);
-    a FIFO or device is read up to ``limit`` bytes and refused beyond.
+    ``flags`` adds to O_RDONLY (O_NONBLOCK, so that a FIFO cannot hang the open).
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC | flags)
     except FileNotFoundError:
         raise NotFoundError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
         raise InputError(f"{what} {path} is a directory") from None
     except OSError as exc:
         raise NotFoundError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_input(path: Path, what: str = "file", limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a file the user named, or a one-line error saying what is wrong with it.
+
+    The size is checked before reading (a 200 MB "quote" is refused without being read);
+    a FIFO or device is read up to ``limit`` bytes and refused beyond.
+    """
+    fd = open_input(path, what)
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):

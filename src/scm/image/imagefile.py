@@ -16,7 +16,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from scm.errors import InputError, NotFoundError
+from scm.errors import InputError
+from scm.files import open_input
 from scm.image.tools import READ_LIMITS, Limits, run
 
 TIB = 1 << 40
@@ -86,14 +87,7 @@ def qemu_img_info(path: Path, fmt: str, limits: Limits = READ_LIMITS) -> dict[st
 
 def _read_header(path: Path) -> bytes:
     # O_NONBLOCK: a FIFO planted at the path must not hang the open; fstat then refuses it.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except FileNotFoundError:
-        raise NotFoundError(f"image {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"image {path} is a directory, not an image file") from None
-    except OSError as exc:
-        raise InputError(f"image {path} cannot be opened: {exc.strerror}") from None
+    fd = open_input(path, "image", os.O_NONBLOCK)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
