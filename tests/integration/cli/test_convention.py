@@ -198,3 +198,19 @@ def test_webhook_listen_and_its_deprecated_aliases(tmp_path, monkeypatch, capsys
     both = ["--listen", "127.0.0.1:0", "--port", "1"]
     code, _, err = run(["kube", "webhook", *tls, *both], monkeypatch, capsys)
     assert code == 64 and "give only --listen" in err
+
+
+def test_shell_completion_works_without_settings(tmp_path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "SCM_CONFIG"},
+        "SCM_CONFIG": "/nonexistent/scm.toml",
+        "_SCM_COMPLETE": "bash_complete",
+        "COMP_WORDS": "scm keys l",
+        "COMP_CWORD": "2",
+    }
+    result = subprocess.run([SCM], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["plain,list"]
+    env["_SCM_COMPLETE"] = "bash_source"
+    script = subprocess.run([SCM], capture_output=True, text=True, env=env, timeout=60)
+    assert "complete -o nosort -F _scm_completion scm" in script.stdout
