@@ -77,17 +77,16 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(module, attribute)
         return command
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        # Note, before click consumes them, whether the words ask only for help, so that
-        # the callback can skip reading settings (a broken settings file must not hide help).
-        ctx.meta[HELP_ONLY] = ctx.resilient_parsing or _asks_for_help(args)
-        rest = super().parse_args(ctx, args)
-        if not rest and not ctx.meta[HELP_ONLY]:
-            # `scm keys`: a bare group prints its help.
-            names = [*getattr(ctx, "_protected_args", [])]
-            command = self.get_command(ctx, names[0]) if len(names) == 1 else None
-            ctx.meta[HELP_ONLY] = isinstance(command, click.Group)
-        return rest
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        # click resolves the subcommand before running this group's callback: note there
+        # whether the words only ask for help (`scm keys list -h`, a bare `scm keys`), so the
+        # callback skips reading settings (a broken settings file must not hide help).
+        bare_group = isinstance(command, click.Group) and not rest
+        ctx.meta[HELP_ONLY] = ctx.resilient_parsing or bare_group or _asks_for_help(rest)
+        return name, command, rest
 
 
 def _asks_for_help(args: list[str]) -> bool:
