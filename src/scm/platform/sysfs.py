@@ -19,6 +19,7 @@ CONFIGFS_DIR = "/sys/kernel/config"
 _NODE_RE = re.compile(r"/node(\d+)/")
 # Physical addresses have at most 52 bits: no EPC, and no misc count, can be larger.
 MAX_SANE_COUNT = 1 << 52
+MAX_NODES = 1024
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,15 @@ class SysfsFacts:
 
 def read_sysfs(root: HostRoot) -> SysfsFacts:
     epc_by_node = {}
-    for path in root.glob(NODE_EPC_GLOB):
+    paths = root.glob(NODE_EPC_GLOB)
+    if len(paths) > MAX_NODES:
+        # Linux allows at most 1024 NUMA nodes (MAX_NUMNODES): the rest is not a real sysfs.
+        root.problems.append(
+            f"{len(paths)} NUMA nodes report EPC, more than Linux's {MAX_NODES}: "
+            f"only the first {MAX_NODES} are read"
+        )
+        paths = paths[:MAX_NODES]
+    for path in paths:
         match = _NODE_RE.search(path)
         value = root.read_int(path, MAX_SANE_COUNT)
         if match and value is not None:

@@ -102,3 +102,15 @@ def test_domcaps_and_libvirt_uri_are_mutually_exclusive(tmp_path, capsys):
     assert exited.value.code == 64  # EX_USAGE
     error = capsys.readouterr().err
     assert "mutually exclusive" in error and len(error.splitlines()) == 1
+
+
+def test_more_numa_nodes_than_linux_allows_are_not_all_read(host_root):
+    root = host_root("sgx-2socket")
+    nodes = root / "sys/devices/system/node"
+    for node in range(2, 1100):
+        target = nodes / f"node{node}/x86/sgx_total_bytes"
+        target.parent.mkdir(parents=True)
+        target.write_text("0\n")
+    report = discover(root)
+    assert len(report.sgx.epc_sections) == 1024
+    assert any("more than Linux's 1024" in d for d in report.diagnostics)
