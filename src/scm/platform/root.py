@@ -13,6 +13,7 @@ kernel could report.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -116,18 +117,23 @@ class HostRoot:
         """A descriptor for the file if it is of the ``wanted`` kind, else None (noted).
 
         O_NONBLOCK makes opening a FIFO return at once; fstat then refuses it. Regular
-        files and the cpuid device ignore the flag.
+        files and the cpuid device ignore the flag. O_NOFOLLOW: the files read are never
+        symbolic links in procfs, sysfs or /dev, and in a tree someone else made, one could
+        point at a host file whose first bytes would then be quoted in a diagnostic.
         """
         target = self.resolve(linux_path)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            fd = os.open(target, flags)
         except FileNotFoundError:
             return None
-        except IsADirectoryError:
-            self.problems.append(f"{linux_path} is a directory, expected a file")
-            return None
         except OSError as exc:
-            self.problems.append(f"cannot open {linux_path}: {exc.strerror or exc}")
+            if exc.errno == errno.ELOOP:
+                self.problems.append(f"{linux_path} is a symbolic link: not followed")
+            elif exc.errno == errno.EISDIR:
+                self.problems.append(f"{linux_path} is a directory, expected a file")
+            else:
+                self.problems.append(f"cannot open {linux_path}: {exc.strerror or exc}")
             return None
         try:
             mode = os.fstat(fd).st_mode

@@ -114,3 +114,15 @@ def test_more_numa_nodes_than_linux_allows_are_not_all_read(host_root):
     report = discover(root)
     assert len(report.sgx.epc_sections) == 1024
     assert any("more than Linux's 1024" in d for d in report.diagnostics)
+
+
+def test_a_symlinked_file_is_not_followed(host_root, tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret-hash:19000:0:99999:7:::\n")
+    root = host_root("sgx-2socket")
+    target = root / "sys/devices/system/node/node0/x86/sgx_total_bytes"
+    target.unlink()
+    target.symlink_to(secret)
+    report = discover(root)
+    assert not any("secret-hash" in d for d in report.diagnostics)
+    assert any("sgx_total_bytes is a symbolic link" in d for d in report.diagnostics)
