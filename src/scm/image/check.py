@@ -154,7 +154,8 @@ def _check_esp(raw: Path, partitions: list[Partition], report: ImageReport) -> N
             ["objcopy", "-O", "binary", "--only-section=.cmdline", loader, cmdline_file],
             limits=READ_LIMITS,
         )
-        report.cmdline = cmdline_file.read_bytes().rstrip(b"\0\n").decode(errors="replace")
+        raw_cmdline = cmdline_file.read_bytes()[:4096].rstrip(b"\0\n")
+        report.cmdline = _printable(raw_cmdline.decode(errors="replace"))
     report.add(
         True,
         "boot loader",
@@ -194,7 +195,7 @@ def _check_root(raw: Path, partitions: list[Partition], report: ImageReport) -> 
     if not versions:
         report.add(False, "kernel", "no kernel modules directory: no kernel installed")
         return
-    report.kernel = versions[-1]
+    report.kernel = _printable(versions[-1])
     version = version_key(report.kernel)
     config = _parse_config(fs.read(f"/boot/config-{report.kernel}"))
     if config is None:
@@ -295,6 +296,11 @@ class _Ext4:
 
     def exists(self, path: str) -> bool:
         return b"File not found" not in self._debugfs(f"stat {path}").stderr
+
+
+def _printable(text: str) -> str:
+    """``text`` from the image with control characters (terminal escapes) made visible."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _parse_config(data: bytes | None) -> dict[str, str] | None:
