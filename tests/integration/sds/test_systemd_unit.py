@@ -87,9 +87,10 @@ def client(gid: int, socket_path: Path) -> subprocess.CompletedProcess[str]:
     """Connect as uid nobody with primary group ``gid`` and fetch the ROOTCA secret."""
     script = (
         "import sys\n"
+        "from pathlib import Path\n"
         "from tests.integration.sds.client import fetch_secret\n"
         "try:\n"
-        f"    secret = fetch_secret(__import__('pathlib').Path({str(socket_path)!r}), 'ROOTCA')\n"
+        f"    secret = fetch_secret(Path({str(socket_path)!r}), 'ROOTCA')\n"
         "except Exception as exc:\n"
         "    print(type(exc).__name__, exc); sys.exit(3)\n"
         "print('ok', len(secret.validation_context.trusted_ca.inline_bytes))\n"
