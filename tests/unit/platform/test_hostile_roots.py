@@ -55,13 +55,17 @@ def test_garbage_cpuid_dump_gives_a_few_grouped_diagnostics(host_root):
     assert any("more lines are not cpuid -r records" in d for d in report.diagnostics)
 
 
+def add_nodes(root: Path, count: int, value: str) -> None:
+    """NUMA nodes 2.. with an EPC file holding ``value`` ({node} is the node number)."""
+    for node in range(2, 2 + count):
+        target = root / f"sys/devices/system/node/node{node}/x86/sgx_total_bytes"
+        target.parent.mkdir(parents=True)
+        target.write_text(value.format(node=node) + "\n")
+
+
 def test_diagnostics_are_capped_with_a_count(host_root):
     root = host_root("sgx-2socket")
-    nodes = root / "sys/devices/system/node"
-    for node in range(2, 200):
-        target = nodes / f"node{node}/x86/sgx_total_bytes"
-        target.parent.mkdir(parents=True)
-        target.write_text(f"garbage{node}\n")
+    add_nodes(root, 198, "garbage{node}")
     report = discover(root)
     assert len(report.diagnostics) == MAX_DIAGNOSTICS
     assert report.diagnostics[-1].startswith("... and ")
@@ -106,11 +110,7 @@ def test_domcaps_and_libvirt_uri_are_mutually_exclusive(tmp_path, capsys):
 
 def test_more_numa_nodes_than_linux_allows_are_not_all_read(host_root):
     root = host_root("sgx-2socket")
-    nodes = root / "sys/devices/system/node"
-    for node in range(2, 1100):
-        target = nodes / f"node{node}/x86/sgx_total_bytes"
-        target.parent.mkdir(parents=True)
-        target.write_text("0\n")
+    add_nodes(root, 1098, "0")
     report = discover(root)
     assert len(report.sgx.epc_sections) == 1024
     assert any("more than Linux's 1024" in d for d in report.diagnostics)
