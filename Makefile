@@ -31,8 +31,11 @@ apt:
 $(STAMP): pyproject.toml constraints.txt apt-packages.txt $(PROTOS) shims/nova-scm-libvirt/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "scm needs Python 3.11 or newer"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { echo "creating the virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing scm (editable, extras $(EXTRAS)) and $$(grep -c '^[A-Za-z0-9]' constraints.txt) pinned" \
+	  "Python packages from constraints.txt into $(VENV): a few minutes on a fresh machine"
 	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@echo "installing the nova.virt shim (shims/nova-scm-libvirt) and linking nova's etc/nova"
 	@# OpenStack: the nova.virt shim for scm's driver, and nova's etc/nova where nova's own
 	@# code looks for it (next to site-packages; pip puts it under the venv's prefix).
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps ./shims/nova-scm-libvirt
@@ -44,6 +47,7 @@ $(STAMP): pyproject.toml constraints.txt apt-packages.txt $(PROTOS) shims/nova-s
 	    --grpc_python_out=src $(PROTOS); \
 	fi
 	touch $(STAMP)
+	@echo "installed: $(BIN)/scm ($$($(BIN)/scm --version)); Debian packages: $(APT_PACKAGES)"
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -7,6 +7,7 @@ chains in URL-encoded PEM headers, DER CRLs. ``hits`` counts requests per path.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -76,16 +77,17 @@ class PcsServer:
 
 
 @contextmanager
-def running_pcs() -> Iterator[PcsServer]:
-    """Run a :class:`PcsServer` on 127.0.0.1 in a background thread for the ``with`` block."""
+def running_pcs(tls: ssl.SSLContext | None = None) -> Iterator[PcsServer]:
+    """Run a :class:`PcsServer` on 127.0.0.1 in a background thread for the ``with`` block
+    (over HTTPS with ``tls``)."""
     server = PcsServer()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(server.app())
     loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
     loop.run_until_complete(site.start())
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.url = f"http://127.0.0.1:{port}"
+    server.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:

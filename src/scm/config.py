@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -33,6 +32,21 @@ T = TypeVar("T")
 
 ENV_PREFIX = "SCM_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Every [table] a domain reads with Settings.section (tests/unit/test_config.py checks
+# the sources against this list). A table not named here is a typo and an error.
+KNOWN_TABLES = frozenset(
+    {
+        "attestation",
+        "ca",
+        "image",
+        "istio_ca",
+        "keys",
+        "kube",
+        "kubernetes_ca",
+        "openstack",
+        "sds",
+    }
+)
 
 
 def default_state_dir() -> Path:
@@ -84,11 +98,12 @@ def load_settings(
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    known_tables: Collection[str] = KNOWN_TABLES,
 ) -> Settings:
     """Resolve settings from the TOML file (``--config`` or ``SCM_CONFIG``) and environment.
 
     ``overrides`` holds explicit command-line values (``state_dir``, ``log_level``);
-    ``None`` values in it are ignored.
+    ``None`` values in it are ignored. A table outside ``known_tables`` is an error.
     """
     env = dict(os.environ if environ is None else environ)
     path = config_file or (Path(env["SCM_CONFIG"]) if env.get("SCM_CONFIG") else None)
@@ -98,6 +113,11 @@ def load_settings(
     unknown = sorted(set(top) - {"state_dir", "log_level"})
     if unknown:
         raise ConfigError(f"{path}: unknown setting {unknown[0]}")
+    unknown = sorted(set(tables) - set(known_tables))
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown table [{unknown[0]}] (known: {', '.join(sorted(known_tables))})"
+        )
 
     state_dir: Path = default_state_dir()
     log_level = "warning"
@@ -131,6 +151,8 @@ def load_settings(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # deferred: most runs have no settings file
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
@@ -145,50 +167,95 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
-    """Check a TOML value against the field's type, converting str to Path and list to tuple."""
-    kind, inner = _unwrap(hint)
-    if value is None and inner:
+    """Check a TOML value against the field's type, element by element.
+
+    Conversions are the ones TOML cannot express: str to Path, list to tuple, int to float.
+    """
+    kind, optional, element = _unwrap(hint)
+    if value is None and optional:
         return None
+    if kind is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: {key} must be a list, got {_toml_type(value)}")
+        if element is None:
+            return tuple(value)
+        return tuple(
+            _coerce(item, element, f"{key}[{index}]", where) for index, item in enumerate(value)
+        )
     if kind is Path and isinstance(value, str):
         return Path(value)
-    if kind is tuple and isinstance(value, list):
-        return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be an integer, not a boolean")
     if isinstance(value, kind):
         return value
-    raise ConfigError(f"{where}: {key} must be {kind.__name__}, got {type(value).__name__}")
+    raise ConfigError(f"{where}: {key} must be {_type_name(kind)}, got {_toml_type(value)}")
 
 
 def _coerce_env(text: str, hint: Any, name: str) -> Any:
-    """Parse an environment variable's text according to the field's type."""
-    kind, optional = _unwrap(hint)
+    """Parse an environment variable's text according to the field's type.
+
+    A tuple field takes comma-separated items, each parsed as the element type
+    (``SCM_SDS_ALLOWED_UIDS=1000,0`` is ``(1000, 0)``).
+    """
+    kind, optional, element = _unwrap(hint)
     if optional and text == "":
         return None
+    if kind is tuple:
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        if element is None:
+            return tuple(items)
+        element_kind = _unwrap(element)[0]
+        try:
+            return tuple(_parse_scalar(item, element_kind) for item in items)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{name}={text!r}: item {exc.args[0]!r} is not {_type_name(element_kind)}"
+            ) from None
     try:
-        if kind is bool:
-            lowered = text.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind is tuple:
-            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return _parse_scalar(text, kind)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not {_type_name(kind)}") from None
+
+
+def _parse_scalar(text: str, kind: type) -> Any:
+    """``text`` as a ``kind``; ValueError(text) when it is not one."""
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(text)
+    try:
+        if kind is int:
+            return int(text.strip(), 10)
         return kind(text)
     except ValueError:
-        raise ConfigError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+        raise ValueError(text) from None
 
 
-def _unwrap(hint: Any) -> tuple[type, bool]:
-    """(base type, optional?) for hints like ``int``, ``Path | None``, ``tuple[str, ...]``."""
+def _unwrap(hint: Any) -> tuple[type, bool, Any]:
+    """(base type, optional?, element hint) for ``int``, ``Path | None``, ``tuple[str, ...]``."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base, _ = _unwrap(args[0])
-        return base, True
+        base, _, element = _unwrap(args[0])
+        return base, True, element
     if origin in (tuple, list):
-        return tuple, False
-    return hint, False
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return tuple, False, args[0] if args else None
+    return hint, False, None
+
+
+def _type_name(kind: type) -> str:
+    return {int: "an integer", str: "a string", bool: "a boolean", float: "a number"}.get(
+        kind, kind.__name__
+    )
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", str: "a string", float: "a number"}
+    names.update({list: "a list", dict: "a table"})
+    return names.get(type(value), type(value).__name__)

@@ -12,6 +12,13 @@ class ScmError(Exception):
     exit_code: int = 1
 
 
+class RefusedError(ScmError):
+    """What was checked is not acceptable (a host not ready, an image not fit, a quote
+    rejected): the command worked, the answer is no."""
+
+    exit_code = 1
+
+
 class ConfigError(ScmError):
     """Settings are missing, malformed or contradict each other."""
 

@@ -2,13 +2,16 @@
 
 import errno
 import os
-import tempfile
+import stat
 from pathlib import Path
 
 from scm.errors import ConfigError, InputError, NotFoundError, ScmError
 
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+# Far above any certificate, key, CSR, collateral bundle or domain capabilities file.
+MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
 def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
@@ -18,6 +21,8 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     permissions before any content is visible, and is renamed over ``path``; the directory
     is then flushed too, so that the rename itself survives a power cut.
     """
+    import tempfile  # deferred: it pulls in random and shutil, which `scm inspect` never needs
+
     payload = data.encode() if isinstance(data, str) else data
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
@@ -72,13 +77,38 @@ def write_output(path: Path, data: bytes | str, what: str = "output file") -> No
         raise InputError(f"cannot write {what} {path}: {exc.strerror}") from None
 
 
-def read_input(path: Path, what: str = "file") -> bytes:
-    """The bytes of a file the user named, or a one-line error saying what is wrong with it."""
+def open_input(path: Path, what: str = "file", flags: int = 0) -> int:
+    """A read-only descriptor for a file the user named, or a one-line error saying why not.
+
+    ``flags`` adds to O_RDONLY (O_NONBLOCK, so that a FIFO cannot hang the open).
+    """
     try:
-        return path.read_bytes()
+        return os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC | flags)
     except FileNotFoundError:
         raise NotFoundError(f"{what} {path} does not exist") from None
     except IsADirectoryError:
         raise InputError(f"{what} {path} is a directory") from None
     except OSError as exc:
         raise NotFoundError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_input(path: Path, what: str = "file", limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a file the user named, or a one-line error saying what is wrong with it.
+
+    The size is checked before reading (a 200 MB "quote" is refused without being read);
+    a FIFO or device is read up to ``limit`` bytes and refused beyond.
+    """
+    fd = open_input(path, what)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{what} {path} is a directory")
+        if stat.S_ISREG(info.st_mode) and info.st_size > limit:
+            raise InputError(f"{what} {path} is {info.st_size} bytes, more than the {limit} limit")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{what} {path} is more than the {limit} bytes limit")
+    return data

@@ -1,8 +1,9 @@
 """Evidence generation inside a TEE, bound to a key.
 
 - TDX guests: Linux configfs-tsm (``/sys/kernel/config/tsm/report/<entry>/``): write exactly 64
-  bytes to ``inblob``, read the quote from ``outblob``; ``generation`` is read before and after
-  the quote so a concurrent writer to the same entry is detected instead of returning its quote.
+  bytes to ``inblob``, read the quote from ``outblob``; ``generation`` is read before writing and
+  after reading, and must have grown by exactly our one write, so a concurrent writer to the
+  same entry is detected instead of returning its quote.
 - SGX enclaves under Gramine: write 64 bytes to ``/dev/attestation/user_report_data`` and read
   ``/dev/attestation/quote``.
 
@@ -109,10 +110,15 @@ class ConfigfsTsm:
             provider = _read(entry / "provider").decode().strip()
             if provider and provider != "tdx_guest":
                 raise EvidenceError(f"configfs-tsm provider is {provider!r}, not tdx_guest")
-            _write(entry / "inblob", report_data)
+            # The kernel adds one to generation for every inblob write. Read it before ours:
+            # read after, a writer between our write and that read would go unnoticed.
             before = self._generation(entry)
+            self._write_inblob(entry, report_data)
             quote = self._read_outblob(entry)
-            if self._generation(entry) != before:
+            after = self._generation(entry)
+            # before + 1: only our write. Unchanged is possible only in a directory tree that
+            # stands for configfs (no kernel counts there), never on configfs itself.
+            if after not in (before, before + 1):
                 raise EvidenceError(
                     f"configfs-tsm entry {name} was written concurrently; retry the request"
                 )
@@ -133,6 +139,9 @@ class ConfigfsTsm:
             return int(text)
         except ValueError:
             raise EvidenceError(f"configfs-tsm generation {text!r} is not a number") from None
+
+    def _write_inblob(self, entry: Path, report_data: bytes) -> None:
+        _write(entry / "inblob", report_data)
 
     def _read_outblob(self, entry: Path) -> bytes:
         return _read(entry / "outblob")

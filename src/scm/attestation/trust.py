@@ -48,6 +48,16 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 COLLATERAL_CACHE_SIZE = 1024
 LINK_CACHE_SIZE = 64
 PLATFORM_CACHE_SIZE = 16384
+# What cryptography raises for a certificate whose DER, key, algorithm or extensions are
+# forged: ASN.1 errors and "Invalid key" are ValueError, an unknown curve or key type is
+# UnsupportedAlgorithm, a repeated extension DuplicateExtension, a bad version InvalidVersion.
+MALFORMED_CERTIFICATE_ERRORS = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+)
 
 
 class TrustError(Exception):
@@ -179,9 +189,12 @@ def verify_chain(pem: bytes, what: str) -> Chain:
             )
             for cert in ordered
         )
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        # cryptography parses names, keys and dates lazily: a forged field fails here.
-        raise TrustError("chain_invalid", f"{what} has a malformed certificate: {exc}") from None
+    except MALFORMED_CERTIFICATE_ERRORS as exc:
+        # cryptography parses fields, keys and extensions lazily: a forged certificate that
+        # loaded fails here, on first use. That is malformed input, not a broken chain.
+        raise TrustError(
+            "chain_malformed", f"{what} holds a malformed certificate: {type(exc).__name__}"
+        ) from None
     return Chain(tuple(ordered), windows)
 
 
@@ -299,9 +312,14 @@ _ROOT_KEY = ec_public_key(INTEL_SGX_ROOT_CA)  # the pinned root's key, read once
 def _is_root(cert: x509.Certificate) -> bool:
     if cert.subject != INTEL_SGX_ROOT_CA.subject:
         return False
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    try:
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except MALFORMED_CERTIFICATE_ERRORS:
+        # A root whose key does not load is not Intel's root: the chain does not lead to it
+        # (pck_chain_invalid), whatever else in it parses.
+        return False
     return spki == _ROOT_SPKI
 
 

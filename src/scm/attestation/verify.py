@@ -244,6 +244,7 @@ def _guard(call: Callable[[], T], renames: dict[str, str]) -> T:
     try:
         return call()
     except TrustError as exc:
+        renames = {"chain_malformed": "malformed_collateral", **renames}
         raise _Rejected(renames.get(exc.reason, exc.reason), str(exc)) from None
 
 
@@ -287,7 +288,9 @@ def _new_platform(digest: bytes, pem: bytes) -> _Platform:
     try:
         chain = verify_chain(pem, "PCK certificate chain")
     except TrustError as exc:
-        raise _Rejected("pck_chain_invalid", str(exc)) from None
+        # The PCK chain is quote data: a certificate that does not parse is a malformed quote.
+        reason = "malformed_quote" if exc.reason == "chain_malformed" else "pck_chain_invalid"
+        raise _Rejected(reason, str(exc)) from None
     if len(chain.certs) != 2:
         raise _Rejected(
             "pck_chain_invalid", "the PCK chain must be PCK certificate, PCK CA and root"

@@ -13,6 +13,7 @@ from scm.attestation import Collateral, Verdict, parse_quote
 from scm.attestation.evidence import generate_quote
 from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
 from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
+from scm.attestation.quote import MAX_QUOTE_BYTES
 from scm.attestation.tcb import MatchedLevel
 from scm.attestation.verdict import quote_summary
 from scm.cli.context import CliContext, pass_cli
@@ -31,7 +32,7 @@ def attest_group() -> None:
 @click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
 def show_command(quote_file: Path, output_format: str) -> None:
     """Print the fields of a quote (nothing is verified)."""
-    summary = quote_summary(parse_quote(read_input(quote_file, "quote file")))
+    summary = quote_summary(parse_quote(read_input(quote_file, "quote file", MAX_QUOTE_BYTES)))
     if output_format == "json":
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -75,7 +76,7 @@ def verify_command(
     output_format: str,
 ) -> None:
     """Verify a quote and appraise it; exit 0 only when the policy accepts it."""
-    raw = read_input(quote_file, "quote file")
+    raw = read_input(quote_file, "quote file", MAX_QUOTE_BYTES)
     if (collateral_file is None) == (pccs_url is None):
         raise click.UsageError("give either --collateral FILE or --pccs-url URL")
     policy = Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY
@@ -139,7 +140,7 @@ def collateral_group() -> None:
 @pass_cli
 def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, output: Path) -> None:
     """Fetch the collateral for the platform that produced QUOTE_FILE into an offline bundle."""
-    quote = parse_quote(read_input(quote_file, "quote file"))
+    quote = parse_quote(read_input(quote_file, "quote file", MAX_QUOTE_BYTES))
     collateral = _client(obj, pccs_url, cached=False).collateral_for(quote)
     write_output(output, collateral.to_json())
     click.echo(f"wrote {output}")

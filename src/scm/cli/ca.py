@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore
+from scm.cli.output import deprecated, emit, format_option
 from scm.files import read_input, write_output
 from scm.keys import KeyType
 from scm.keys.pem import load_certificate_chain, load_private_key
@@ -46,6 +47,7 @@ def ca_group() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="The parent CA's PEM key: used once in memory, never stored.",
 )
+@format_option()
 @pass_cli
 def init_command(
     cli: CliContext,
@@ -53,6 +55,7 @@ def init_command(
     key_type: str | None,
     parent_cert: Path | None,
     parent_key: Path | None,
+    output_format: str,
 ) -> None:
     """Create the CA: a new root, or an intermediate under an existing root."""
     settings = cli.settings.section("ca", CASettings)
@@ -72,32 +75,50 @@ def init_command(
             parent,
             parse_ttl(settings.max_ttl),
         )
-    click.echo(
-        f"CA {ca.certificate.subject.rfc4514_string()} created, key "
-        f"{ca.key_label!r} in {store.location}"
+    subject = ca.certificate.subject.rfc4514_string()
+    emit(
+        output_format,
+        {"subject": subject, "key_label": ca.key_label, "key_location": store.location},
+        f"CA {subject} created, key {ca.key_label!r} in {store.location}",
     )
 
 
 @ca_group.command("show")
-@click.option(
-    "--pem", is_flag=True, help="Print the trust bundle of the configured CA (ca.backend) as PEM."
-)
+@format_option("pem")
+@click.option("--pem", is_flag=True, hidden=True, help="Deprecated: --format pem.")
 @pass_cli
-def show_command(cli: CliContext, pem: bool) -> None:
-    """The local CA's certificate and trust domain, or the configured CA's roots."""
+def show_command(cli: CliContext, output_format: str, pem: bool) -> None:
+    """The local CA's certificate and trust domain (--format pem: the configured CA's roots)."""
+    if pem:
+        deprecated("--pem", "--format pem")
+        output_format = "pem"
     with keystore(cli) as store:
-        if pem:
+        if output_format == "pem":
             # Exactly the roots ROOTCA serves: what relying parties should trust.
             for cert in configured_ca(cli.settings, store).trust_bundle():
                 click.echo(cert.public_bytes(serialization.Encoding.PEM).decode(), nl=False)
             return
         ca = load_local_ca(cli.settings, store)
+        location = store.location
+    chain_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in ca.chain)
     cert = ca.certificate
-    click.echo(f"subject:      {cert.subject.rfc4514_string()}")
-    click.echo(f"issuer:       {cert.issuer.rfc4514_string()}")
-    click.echo(f"trust domain: {ca.policy.trust_domain}")
-    click.echo(f"key:          {ca.key_label} in {store.location}")
-    click.echo(f"not after:    {cert.not_valid_after_utc.isoformat()}")
+    document = {
+        "subject": cert.subject.rfc4514_string(),
+        "issuer": cert.issuer.rfc4514_string(),
+        "trust_domain": ca.policy.trust_domain,
+        "key_label": ca.key_label,
+        "key_location": location,
+        "not_after": cert.not_valid_after_utc.isoformat(),
+        "chain_pem": chain_pem,
+    }
+    text = (
+        f"subject:      {document['subject']}\n"
+        f"issuer:       {document['issuer']}\n"
+        f"trust domain: {document['trust_domain']}\n"
+        f"key:          {ca.key_label} in {location}\n"
+        f"not after:    {document['not_after']}\n"
+    )
+    emit(output_format, document, text)
 
 
 @ca_group.command("issue")

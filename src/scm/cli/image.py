@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from scm.cli.context import CliContext, pass_cli
+from scm.cli.output import emit, format_option
 from scm.errors import ConfigError
 from scm.image.build import ImageSettings, build_image
 from scm.image.check import check_image
@@ -61,21 +61,19 @@ def build_command(
 @image_group.command("check")
 @click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--tee", type=click.Choice(TEES), default="tdx", show_default=True)
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)  # fmt: skip
+@format_option()
 def check_command(image: Path, tee: str, output_format: str) -> None:
     """Say what stops IMAGE (qcow2 or raw) from being a good TDX or SGX guest."""
     report = check_image(image, tee)
     click.echo(report.to_json() if output_format == "json" else report.to_text(), nl=False)
     if not report.good:
-        raise SystemExit(1)
+        raise SystemExit(1)  # checked and refused; the report above says why
 
 
 @image_group.command("properties")
 @click.option("--tee", type=click.Choice(TEES), required=True, help="The guest's TEE.")
 @click.option("--sgx-epc", help=f"EPC for an SGX flavor, e.g. 64M (default {DEFAULT_SGX_EPC_MB}M).")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)  # fmt: skip
+@format_option()
 @click.option("--apply", "image", metavar="IMAGE", help="Set the properties on this Glance image.")
 @click.option("--os-cloud", help="clouds.yaml entry for --apply (default: OS_CLOUD / OS_*).")
 def properties_command(
@@ -89,12 +87,7 @@ def properties_command(
         from scm.openstack import sdk  # openstacksdk is only needed to apply
 
         sdk.apply_image_properties(sdk.connect(os_cloud), spec.image_properties, image)
-        click.echo(f"set {len(spec.image_properties)} properties on image {image}", err=True)
-    if output_format == "json":
-        document = {
-            "image_properties": spec.image_properties,
-            "flavor_extra_specs": spec.extra_specs,
-        }
-        click.echo(json.dumps(document, indent=2))
-    else:
-        click.echo(render_text(spec), nl=False)
+        text = f"set {len(spec.image_properties)} properties on image {image}"
+        emit(output_format, {"image": image, **spec.to_dict()}, text)
+        return
+    emit(output_format, spec.to_dict(), lambda: render_text(spec))

@@ -45,6 +45,8 @@ def inspect_command(
     output: Path | None,
 ) -> None:
     """Report what this host can do for SGX and TDX, and what to fix."""
+    if domcaps is not None and libvirt_uri:
+        raise click.UsageError("--domcaps and --libvirt-uri are mutually exclusive")
     domcaps_xml = None
     if domcaps is not None:
         domcaps_xml = read_domcaps_file(domcaps)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import click
 
 from scm.cli.context import CliContext, pass_cli
+from scm.cli.output import emit, format_option
 from scm.files import read_input
 from scm.keys import KeyType, Pkcs11Keystore, open_keystore
 from scm.keys.orphans import KeyClaims, KeyState
@@ -37,12 +37,14 @@ def keys_group() -> None:
 @click.option(
     "--type", "key_type", type=click.Choice(KEY_TYPES), default="ec-p256", show_default=True
 )
+@format_option()
 @pass_cli
-def generate_command(cli: CliContext, label: str, key_type: str) -> None:
+def generate_command(cli: CliContext, label: str, key_type: str, output_format: str) -> None:
     """Create a sensitive, non-extractable key pair named LABEL in the token."""
     with keystore(cli) as store:
         info = store.generate(label, KeyType(key_type))
-    click.echo(f"{info.label}: {info.key_type.value} key {info.key_id} in {info.location}")
+    text = f"{info.label}: {info.key_type.value} key {info.key_id} in {info.location}"
+    emit(output_format, info.as_dict(), text)
 
 
 def key_claims(cli: CliContext) -> KeyClaims:
@@ -67,13 +69,7 @@ def key_claims(cli: CliContext) -> KeyClaims:
 
 
 @keys_group.command("list")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-)
+@format_option()
 @pass_cli
 def list_command(cli: CliContext, output_format: str) -> None:
     """Keys in the token, with their protection attributes as the token reports them.
@@ -87,7 +83,10 @@ def list_command(cli: CliContext, output_format: str) -> None:
     claims = key_claims(cli)
     if output_format == "json":
         listed = [{**info.as_dict(), "state": claims.state(info.label).value} for info in infos]
-        click.echo(json.dumps(listed, indent=2))
+        emit(output_format, listed, "")
+        return
+    if not infos:
+        click.echo(f"no keys in {store.location}")
         return
     for info in infos:
         state = claims.state(info.label)
@@ -119,8 +118,11 @@ def list_command(cli: CliContext, output_format: str) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="PEM certificate chain for the key, leaf first.",
 )
+@format_option()
 @pass_cli
-def import_command(cli: CliContext, label: str, key_file: Path, cert_file: Path | None) -> None:
+def import_command(
+    cli: CliContext, label: str, key_file: Path, cert_file: Path | None, output_format: str
+) -> None:
     """Move an existing private key into the token as sensitive and non-extractable.
 
     scm never writes the key anywhere; delete KEY.pem yourself once the import succeeded.
@@ -129,24 +131,28 @@ def import_command(cli: CliContext, label: str, key_file: Path, cert_file: Path 
     cert_pem = read_input(cert_file, "certificate file") if cert_file else None
     with keystore(cli) as store:
         info = store.import_key(label, key_pem, cert_pem)
-    click.echo(
-        f"{info.label}: imported {info.key_type.value} key {info.key_id} into {info.location}"
-    )
+    text = f"{info.label}: imported {info.key_type.value} key {info.key_id} into {info.location}"
+    emit(output_format, info.as_dict(), text)
 
 
 @keys_group.command("delete")
 @click.argument("label")
+@format_option()
 @pass_cli
-def delete_command(cli: CliContext, label: str) -> None:
+def delete_command(cli: CliContext, label: str, output_format: str) -> None:
     """Destroy the key LABEL, its public key and its certificate in the token."""
     with keystore(cli) as store:
         store.delete(label)
-    click.echo(f"{label}: deleted")
+        location = store.location
+    emit(
+        output_format, {"label": label, "deleted": True, "location": location}, f"{label}: deleted"
+    )
 
 
 @keys_group.command("prune")
+@format_option()
 @pass_cli
-def prune_command(cli: CliContext) -> None:
+def prune_command(cli: CliContext, output_format: str) -> None:
     """Remove orphan keys and what interrupted changes left in the token.
 
     Orphans are keys scm made for its CA or SDS records (ca.key_label, sds-*) that no
@@ -158,7 +164,5 @@ def prune_command(cli: CliContext) -> None:
         for info in claims.leftovers(store.list()):
             store.delete(info.label)
             removed.append(info.label)
-    for label in removed:
-        click.echo(f"{label}: removed")
-    if not removed:
-        click.echo("nothing to remove")
+    text = "".join(f"{label}: removed\n" for label in removed) or "nothing to remove"
+    emit(output_format, {"removed": removed}, text)

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from scm.cli.context import CliContext, pass_cli
+from scm.cli.listen import HOST_PORT
+from scm.cli.output import deprecated
 from scm.errors import ConfigError, NotFoundError
 from scm.kube.agent import NodeAgent, Publisher
 from scm.kube.features import FeaturesFile
@@ -100,13 +102,29 @@ def node_agent_command(
 @kube_group.command("webhook")
 @click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--host", help="Address to listen on (default: [kube] webhook_host).")
-@click.option("--port", type=click.IntRange(0, 65535), help="Default: [kube] webhook_port.")
+@click.option(
+    "--listen",
+    type=HOST_PORT,
+    help="HOST:PORT to serve on (default: [kube] webhook_host and webhook_port).",
+)
+@click.option("--host", hidden=True, help="Deprecated: --listen HOST:PORT.")
+@click.option("--port", type=click.IntRange(0, 65535), hidden=True, help="Deprecated: --listen.")
 @pass_cli
 def webhook_command(
-    cli: CliContext, tls_cert: Path, tls_key: Path, host: str | None, port: int | None
+    cli: CliContext,
+    tls_cert: Path,
+    tls_key: Path,
+    listen: tuple[str, int] | None,
+    host: str | None,
+    port: int | None,
 ) -> None:
     """Serve the SGX mutating admission webhook over HTTPS at /mutate."""
+    if listen is not None and (host is not None or port is not None):
+        raise click.UsageError("--listen replaces --host and --port: give only --listen")
+    if host is not None or port is not None:
+        deprecated("--host/--port", "--listen HOST:PORT")
+    elif listen is not None:
+        host, port = listen
     settings = cli.settings.section("kube", KubeSettings)
     context = tls_context(tls_cert, tls_key)
     app = make_app()

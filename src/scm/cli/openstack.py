@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from scm.errors import UnavailableError
+from scm.cli.output import emit, format_option
+from scm.errors import RefusedError
 from scm.openstack import check_host as readiness
 from scm.openstack import flavor_spec as specs
 from scm.platform import discover
@@ -25,7 +25,7 @@ def openstack_group() -> None:
 @click.option("--libvirt-uri", help="Read versions and domain capabilities from libvirt.")
 @click.option("--libvirt-version", help="libvirt version, e.g. 9.0.0.")
 @click.option("--qemu-version", help="QEMU version, e.g. 7.2.0.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@format_option()
 @click.option(
     "--require",
     type=click.Choice(["sgx", "tdx"]),
@@ -51,19 +51,16 @@ def check_host_command(
         domcaps_xml = domcaps_xml or read_domcaps_from_libvirt(libvirt_uri)
         versions = readiness.versions_from_libvirt(libvirt_uri, versions)
     result = readiness.check_host(discover(root, domcaps_xml), versions)
-    if output_format == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2))
-    else:
-        click.echo(readiness.render_text(result), nl=False)
+    emit(output_format, result.to_dict(), lambda: readiness.render_text(result))
     missing = [kind.upper() for kind in require if not result.ready(kind)]
     if missing:
-        raise UnavailableError(f"this host is not ready for {' and '.join(missing)} guests")
+        raise RefusedError(f"this host is not ready for {' and '.join(missing)} guests")
 
 
 @openstack_group.command("flavor-spec")
 @click.option("--sgx-epc", help="EPC for the guest, e.g. 64M or 1G.")
 @click.option("--tdx", is_flag=True, help="A TDX trust domain (nova's in-tree support).")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text")
+@format_option()
 @click.option("--apply", "flavor", metavar="FLAVOR", help="Set the specs on this flavor.")
 @click.option("--image", help="With --apply: also set the image properties on this image.")
 @click.option("--os-cloud", help="clouds.yaml entry for --apply (default: OS_CLOUD / OS_*).")
@@ -82,10 +79,10 @@ def flavor_spec_command(
         from scm.openstack import sdk
 
         sdk.apply_flavor_spec(sdk.connect(os_cloud), spec, flavor, image)
-        click.echo(f"set {len(spec.extra_specs)} extra specs on flavor {flavor}")
+        applied = {"flavor": flavor, "image": image, **spec.to_dict()}
+        text = f"set {len(spec.extra_specs)} extra specs on flavor {flavor}"
+        if image is not None:
+            text += f" and {len(spec.image_properties)} properties on image {image}"
+        emit(output_format, applied, text)
         return
-    if output_format == "json":
-        document = {"extra_specs": spec.extra_specs, "image_properties": spec.image_properties}
-        click.echo(json.dumps(document, indent=2))
-    else:
-        click.echo(specs.render_text(spec), nl=False)
+    emit(output_format, spec.to_dict(), lambda: specs.render_text(spec))

@@ -53,7 +53,7 @@ def sds_group() -> None:
 @click.option(
     "--key-mode",
     type=click.Choice(KEY_MODES),
-    help="Workload keys in the token (hsm) or inline for stock Envoy (software) [hsm].",
+    help="Workload keys inline for stock Envoy (software) or in the token (hsm) [software].",
 )
 @click.option("--cert-ttl", help="Lifetime of issued certificates, e.g. 24h [sds.cert_ttl].")
 @click.option("--token-label", help="Token holding --hsm-credential keys.")

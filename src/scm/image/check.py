@@ -12,15 +12,15 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from scm.errors import NotFoundError
 from scm.image.disk import ESP_TYPE, ROOT_TYPE_X86_64
 from scm.image.errors import ImageSpecError
 from scm.image.gpt import Partition, read_gpt
+from scm.image.imagefile import MAX_VIRTUAL_SIZE, ImageFile, open_image
 from scm.image.rootfs import version_key
-from scm.image.tools import require_tools, run
+from scm.image.tools import READ_LIMITS, probe, require_tools, run
 
 LINUX_DATA_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 TDX_GUEST_MODULE_DIR = "kernel/drivers/virt/coco/tdx-guest"
@@ -65,13 +65,15 @@ class ImageReport:
         return "\n".join(lines) + "\n"
 
 
-def check_image(path: Path, tee: str) -> ImageReport:
-    """Inspect ``path`` (qcow2 or raw) as a guest image for ``tee`` ("tdx" or "sgx")."""
-    if not path.is_file():
-        raise NotFoundError(f"image {path} does not exist")
+def check_image(path: Path, tee: str, max_virtual_size: int = MAX_VIRTUAL_SIZE) -> ImageReport:
+    """Inspect ``path`` (qcow2 or raw) as a guest image for ``tee`` ("tdx" or "sgx").
+
+    The file is untrusted: see :mod:`scm.image.imagefile` for what is refused before reading.
+    """
     require_tools(CHECK_TOOLS)
-    report = ImageReport(str(path), tee)
-    with _raw_view(path, report) as raw:
+    image = open_image(path, max_virtual_size)
+    report = ImageReport(str(path), tee, image.format)
+    with _raw_view(image) as raw:
         try:
             with raw.open("rb") as handle:
                 partitions = read_gpt(handle)
@@ -85,18 +87,20 @@ def check_image(path: Path, tee: str) -> ImageReport:
 
 
 @contextmanager
-def _raw_view(path: Path, report: ImageReport) -> Iterator[Path]:
+def _raw_view(image: ImageFile) -> Iterator[Path]:
     """The image as raw bytes: itself, or a sparse raw copy of a qcow2."""
-    info = json.loads(
-        run("read the image (qemu-img info)", ["qemu-img", "info", "--output=json", path])
-    )
-    report.format = info.get("format", "unknown")
-    if report.format == "raw":
-        yield path
+    if image.format == "raw":
+        yield image.path
         return
+    # The copy may be as large as the (bounded) virtual size, and no larger.
+    limits = replace(READ_LIMITS, file_size=image.virtual_size + 1, cpu_seconds=600, timeout=900)
     with tempfile.TemporaryDirectory(prefix="scm-image-check-") as tmp:
         raw = Path(tmp) / "disk.raw"
-        run("convert to raw (qemu-img)", ["qemu-img", "convert", "-O", "raw", path, raw])
+        run(
+            "convert to raw (qemu-img)",
+            ["qemu-img", "convert", "-f", image.format, "-O", "raw", image.path, raw],
+            limits=limits,
+        )
         yield raw
 
 
@@ -110,11 +114,12 @@ def _check_esp(raw: Path, partitions: list[Partition], report: ImageReport) -> N
         )
         return
     image = f"{raw}@@{esp.offset}"
-    listing = subprocess.run(
-        ["mdir", "-b", "-i", image, "::/EFI/BOOT"], capture_output=True, text=True, check=False
+    listing = probe(
+        "list the EFI system partition (mdir)", ["mdir", "-b", "-i", image, "::/EFI/BOOT"]
     )
     if listing.returncode != 0 or not any(
-        line.upper().endswith("/BOOTX64.EFI") for line in listing.stdout.splitlines()
+        line.upper().endswith("/BOOTX64.EFI")
+        for line in listing.stdout.decode(errors="replace").splitlines()
     ):
         report.add(
             False,
@@ -130,8 +135,11 @@ def _check_esp(raw: Path, partitions: list[Partition], report: ImageReport) -> N
         run(
             "read the boot loader (mcopy)",
             ["mcopy", "-n", "-i", image, "::/EFI/BOOT/BOOTX64.EFI", loader],
+            limits=READ_LIMITS,
         )
-        sections = run("read the boot loader (objdump)", ["objdump", "-h", loader])
+        sections = run(
+            "read the boot loader (objdump)", ["objdump", "-h", loader], limits=READ_LIMITS
+        )
         if ".cmdline" not in sections or ".linux" not in sections:
             report.add(
                 True,
@@ -144,8 +152,10 @@ def _check_esp(raw: Path, partitions: list[Partition], report: ImageReport) -> N
         run(
             "read the command line (objcopy)",
             ["objcopy", "-O", "binary", "--only-section=.cmdline", loader, cmdline_file],
+            limits=READ_LIMITS,
         )
-        report.cmdline = cmdline_file.read_bytes().rstrip(b"\0\n").decode(errors="replace")
+        raw_cmdline = cmdline_file.read_bytes()[:4096].rstrip(b"\0\n")
+        report.cmdline = _printable(raw_cmdline.decode(errors="replace"))
     report.add(
         True,
         "boot loader",
@@ -185,7 +195,7 @@ def _check_root(raw: Path, partitions: list[Partition], report: ImageReport) -> 
     if not versions:
         report.add(False, "kernel", "no kernel modules directory: no kernel installed")
         return
-    report.kernel = versions[-1]
+    report.kernel = _printable(versions[-1])
     version = version_key(report.kernel)
     config = _parse_config(fs.read(f"/boot/config-{report.kernel}"))
     if config is None:
@@ -261,9 +271,7 @@ class _Ext4:
         self._spec = f"{image}?offset={offset}"
 
     def _debugfs(self, request: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            ["debugfs", "-R", request, self._spec], capture_output=True, check=False
-        )
+        return probe("read the root filesystem (debugfs)", ["debugfs", "-R", request, self._spec])
 
     def list_dir(self, path: str) -> list[str] | None:
         result = self._debugfs(f"ls -p {path}")
@@ -288,6 +296,11 @@ class _Ext4:
 
     def exists(self, path: str) -> bool:
         return b"File not found" not in self._debugfs(f"stat {path}").stderr
+
+
+def _printable(text: str) -> str:
+    """``text`` from the image with control characters (terminal escapes) made visible."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def _parse_config(data: bytes | None) -> dict[str, str] | None:

@@ -8,12 +8,10 @@ which needs no mounts.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import scm
-from scm.image.errors import ImageBuildError
 from scm.image.spec import ImageSpec
 from scm.image.tools import run
 
@@ -115,9 +113,4 @@ def _write(path: Path, text: str) -> None:
 
 def _chroot(root: Path, step: str, argv: list[str]) -> None:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
-    completed = subprocess.run(
-        ["chroot", str(root), *argv], capture_output=True, text=True, env=env, check=False
-    )
-    if completed.returncode != 0:
-        last = (completed.stderr or completed.stdout).strip().splitlines()[-1:]
-        raise ImageBuildError(f"{step} failed in the guest tree: {last[0] if last else 'error'}")
+    run(f"{step} in the guest tree", ["chroot", str(root), *argv], env=env)

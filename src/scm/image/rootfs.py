@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,14 +96,7 @@ def cached_rootfs(
 
 def copy_tree(source: Path, destination: Path) -> None:
     """Copy a root tree keeping owners, modes, links and device nodes."""
-    completed = subprocess.run(
-        ["cp", "-a", "--reflink=auto", str(source), str(destination)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise ImageBuildError(f"copying the root filesystem failed: {completed.stderr.strip()}")
+    run("copying the root filesystem", ["cp", "-a", "--reflink=auto", source, destination])
 
 
 def kernel_files(root: Path) -> tuple[str, Path, Path]:

@@ -42,13 +42,24 @@ _PKCS11_HASH = {
 }
 
 
+# Prehashed shows only its digest size publicly; the token signs SHA-2 digests, and among
+# them the size names the hash.
+_SHA2_BY_DIGEST_SIZE: dict[int, hashes.HashAlgorithm] = {
+    28: hashes.SHA224(),
+    32: hashes.SHA256(),
+    48: hashes.SHA384(),
+    64: hashes.SHA512(),
+}
+
+
 def _digest(data: bytes, algorithm: Any) -> tuple[bytes, hashes.HashAlgorithm]:
     """(digest, hash algorithm) for ``data``, which is already a digest when Prehashed."""
     if isinstance(algorithm, utils.Prehashed):
-        hash_algorithm: hashes.HashAlgorithm = algorithm._algorithm
-        if len(data) != hash_algorithm.digest_size:
+        if algorithm.digest_size not in _SHA2_BY_DIGEST_SIZE:
+            raise TypeError(f"unsupported prehashed digest size {algorithm.digest_size}")
+        if len(data) != algorithm.digest_size:
             raise ValueError("the prehashed data does not match the hash algorithm's size")
-        return data, hash_algorithm
+        return data, _SHA2_BY_DIGEST_SIZE[algorithm.digest_size]
     if not isinstance(algorithm, hashes.HashAlgorithm):
         raise TypeError(f"unsupported hash algorithm {algorithm!r}")
     hasher = hashes.Hash(algorithm)
@@ -150,16 +161,7 @@ class TokenRSAKey(_InToken, rsa.RSAPrivateKey):
     def _sign_pss(
         self, pss: padding.PSS, digest: bytes, hash_algorithm: hashes.HashAlgorithm
     ) -> bytes:
-        mgf = pss._mgf
-        if not isinstance(mgf, _padding.MGF1) or mgf._algorithm.name != hash_algorithm.name:
-            raise TypeError("PSS needs MGF1 with the signature's hash algorithm")
-        salt = pss._salt_length
-        if isinstance(salt, _padding._MaxLength | _padding._Auto):
-            salt_length = math.ceil((self.key_size - 1) / 8) - hash_algorithm.digest_size - 2
-        elif isinstance(salt, _padding._DigestLength):
-            salt_length = hash_algorithm.digest_size
-        else:
-            salt_length = int(salt)
+        salt_length = _pss_salt_length(pss, hash_algorithm, self.key_size)
         hash_mechanism, mgf_id = _PKCS11_HASH[hash_algorithm.name]
         return self._token.sign_raw(
             self._label, Mechanism.RSA_PKCS_PSS, digest, (hash_mechanism, mgf_id, salt_length)
@@ -181,3 +183,27 @@ class TokenRSAKey(_InToken, rsa.RSAPrivateKey):
 
 # The ``padding`` parameter name (fixed by the interface) shadows the module inside sign().
 _padding = padding
+
+
+def _pss_salt_length(pss: padding.PSS, hash_algorithm: hashes.HashAlgorithm, key_size: int) -> int:
+    """The salt length ``pss`` asks for, found through PSS's public equality.
+
+    PSS keeps its MGF's hash and its salt length private; comparing it with the paddings
+    this signer can honour needs only public API.
+    """
+    mgf = padding.MGF1(hash_algorithm)
+    if pss.mgf != mgf:
+        raise TypeError("PSS needs MGF1 with the signature's hash algorithm")
+    maximum = math.ceil((key_size - 1) / 8) - hash_algorithm.digest_size - 2
+    named = (
+        (padding.PSS.MAX_LENGTH, maximum),
+        (padding.PSS.AUTO, maximum),
+        (padding.PSS.DIGEST_LENGTH, hash_algorithm.digest_size),
+    )
+    for salt, length in named:
+        if pss == padding.PSS(mgf, salt):
+            return length
+    for length in range(maximum + 1):
+        if pss == padding.PSS(mgf, length):
+            return length
+    raise TypeError(f"PSS salt length over the {maximum} bytes a {key_size}-bit key allows")

@@ -27,6 +27,10 @@ class FlavorSpec:
     extra_specs: dict[str, str] = field(default_factory=dict)
     image_properties: dict[str, str] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """The JSON form every command prints (flavor-spec, image properties)."""
+        return {"flavor_extra_specs": self.extra_specs, "image_properties": self.image_properties}
+
 
 def parse_epc_size(text: str) -> int:
     """'64M', '64MiB', '1G' or a bare number of MiB -> MiB; EPC comes in whole MiB."""

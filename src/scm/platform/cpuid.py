@@ -23,6 +23,7 @@ LEAF_SGX = 0x12
 LEAF_TDX_GUEST = 0x21
 TDX_GUEST_SIGNATURE = b"IntelTDX    "
 MAX_EPC_SUBLEAVES = 32  # far above any real part; bounds a garbage dump
+MAX_LINE_PROBLEMS = 3  # bad dump lines named one by one; the rest are counted
 _DUMP_LINE = re.compile(
     r"^\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+):\s+eax=(0x[0-9a-f]+)\s+ebx=(0x[0-9a-f]+)"
     r"\s+ecx=(0x[0-9a-f]+)\s+edx=(0x[0-9a-f]+)\s*$",
@@ -78,6 +79,11 @@ class CpuidReader:
         if stat.S_ISREG(mode):
             text = self._root.read_text(self._device)
             self._dump = parse_cpuid_dump(text or "", self._device, self._root.problems)
+        elif not stat.S_ISCHR(mode):
+            self._root.problems.append(
+                f"{self._device} is not a regular file (a cpuid -r dump) nor the cpuid device"
+            )
+            return False
         return True
 
     def leaf(self, leaf: int, subleaf: int = 0) -> Registers | None:
@@ -97,6 +103,7 @@ class CpuidReader:
 def parse_cpuid_dump(text: str, name: str, problems: list[str]) -> dict[tuple[int, int], Registers]:
     """Parse the first CPU of ``cpuid -1 -r`` output: ``0x00000007 0x00: eax=... edx=...``."""
     leaves: dict[tuple[int, int], Registers] = {}
+    bad_lines = 0
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -107,10 +114,18 @@ def parse_cpuid_dump(text: str, name: str, problems: list[str]) -> dict[tuple[in
             continue
         match = _DUMP_LINE.match(stripped)
         if match is None:
-            problems.append(f"{name}: line {number} is not a cpuid -r record: {stripped[:40]!r}")
+            bad_lines += 1
+            if bad_lines <= MAX_LINE_PROBLEMS:
+                problems.append(
+                    f"{name}: line {number} is not a cpuid -r record: {stripped[:40]!r}"
+                )
             continue
         leaf, subleaf, *regs = (int(group, 16) for group in match.groups())
         leaves[(leaf, subleaf)] = Registers(*regs)
+    if bad_lines > MAX_LINE_PROBLEMS:
+        problems.append(
+            f"{name}: {bad_lines - MAX_LINE_PROBLEMS} more lines are not cpuid -r records"
+        )
     return leaves
 
 

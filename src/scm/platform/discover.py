@@ -17,6 +17,9 @@ from scm.platform.report import CpuSummary, EpcSection, HostReport, SgxReport, T
 from scm.platform.root import HostRoot
 from scm.platform.sysfs import SysfsFacts, read_sysfs
 
+# A report a person reads: beyond this many diagnostics, the rest are only counted.
+MAX_DIAGNOSTICS = 40
+
 
 def discover(root: Path | str = "/", domcaps_xml: str | None = None) -> HostReport:
     """Build the HostReport of the host whose files are below ``root``.
@@ -48,8 +51,17 @@ def discover(root: Path | str = "/", domcaps_xml: str | None = None) -> HostRepo
         sgx=sgx,
         tdx=tdx,
         libvirt=domcaps,
-        diagnostics=tuple(diagnostics + host.problems),
+        diagnostics=cap_diagnostics(diagnostics + host.problems),
     )
+
+
+def cap_diagnostics(notes: list[str], limit: int = MAX_DIAGNOSTICS) -> tuple[str, ...]:
+    """Drop repeats (keeping order) and keep at most ``limit`` lines, the last one a count."""
+    unique = list(dict.fromkeys(notes))
+    if len(unique) <= limit:
+        return tuple(unique)
+    hidden = len(unique) - (limit - 1)
+    return (*unique[: limit - 1], f"... and {hidden} more diagnostics")
 
 
 def _any_device(sysfs: SysfsFacts) -> bool:

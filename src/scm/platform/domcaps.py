@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scm.errors import InputError, UnavailableError
 from scm.files import read_input
+
+if TYPE_CHECKING:
+    from xml.etree import ElementTree
 
 _UNIT_BYTES = {
     "b": 1, "bytes": 1,
@@ -41,9 +43,11 @@ class DomainCaps:
 
 def parse_domcaps(xml_text: str) -> DomainCaps:
     """Parse libvirt's domain capabilities XML; raise InputError when it is not that."""
+    from xml.etree import ElementTree  # deferred: only --domcaps and --libvirt-uri parse XML
+
     try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
+        root = ElementTree.fromstring(xml_text)
+    except ElementTree.ParseError as exc:
         raise InputError(f"domain capabilities are not valid XML: {exc}") from None
     if root.tag != "domainCapabilities":
         raise InputError(f"expected <domainCapabilities>, found <{root.tag}>")
@@ -105,7 +109,7 @@ def read_domcaps_from_libvirt(uri: str) -> str:
         conn.close()
 
 
-def _text(element: ET.Element | None) -> str | None:
+def _text(element: ElementTree.Element | None) -> str | None:
     return element.text.strip() if element is not None and element.text else None
 
 

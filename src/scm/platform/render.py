@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +16,8 @@ RC_SGX_EPC_MB = "CUSTOM_SGX_EPC_MB"
 
 
 def render_json(report: HostReport) -> str:
+    import json  # deferred: the text format, the default, needs no JSON
+
     return json.dumps(report.to_dict(), indent=2) + "\n"
 
 
@@ -73,6 +74,8 @@ def placement_inventories(report: HostReport) -> dict[str, dict[str, Any]]:
 
 def render_placement(report: HostReport) -> str:
     document = {"traits": placement_traits(report), "inventories": placement_inventories(report)}
+    import json
+
     return json.dumps(document, indent=2) + "\n"
 
 

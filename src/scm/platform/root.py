@@ -4,15 +4,25 @@ Every path scm reads about a host goes through :class:`HostRoot`, so a test or a
 operator can point discovery at a copy of another machine's files. A missing file
 means "unknown"; a file that exists but cannot be read or parsed becomes a
 diagnostic, never an exception.
+
+A host root may be a copy from another machine or a tree someone else controls: files
+are opened non-blocking and only regular files are read (a FIFO would block the open or
+the read forever), reads are bounded, and numbers are checked against what a real
+kernel could report.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scm.errors import DiscoveryError
+
+MAX_FILE_BYTES = 1 << 20  # far above any sysfs value or a many-core /proc/cpuinfo
 
 
 @dataclass
@@ -40,33 +50,38 @@ class HostRoot:
         # lexists: a dangling /dev symlink still shows the node is configured.
         return os.path.lexists(self.resolve(linux_path))
 
-    def read_text(self, linux_path: str, limit: int = 1 << 20) -> str | None:
+    def read_text(self, linux_path: str, limit: int = MAX_FILE_BYTES) -> str | None:
         """The file's text, or None when it is missing or unreadable (noted as a problem)."""
-        target = self.resolve(linux_path)
+        fd = self._open(linux_path, stat.S_ISREG)
+        if fd is None:
+            return None
         try:
-            with target.open("rb") as handle:
-                data = handle.read(limit)
-        except FileNotFoundError:
-            return None
-        except IsADirectoryError:
-            self.problems.append(f"{linux_path} is a directory, expected a file")
-            return None
+            data = os.read(fd, limit + 1)
         except OSError as exc:
             self.problems.append(f"cannot read {linux_path}: {exc.strerror or exc}")
+            return None
+        finally:
+            os.close(fd)
+        if len(data) > limit:
+            self.problems.append(f"{linux_path} is larger than {limit} bytes: ignored")
             return None
         self.sources_read += 1
         return data.decode("utf-8", errors="replace")
 
-    def read_int(self, linux_path: str) -> int | None:
-        """A sysfs file holding one decimal integer, or None when missing or garbage."""
+    def read_int(self, linux_path: str, maximum: int = 1 << 62) -> int | None:
+        """A sysfs file holding one decimal integer in ``0..maximum``, else None (noted)."""
         text = self.read_text(linux_path)
         if text is None:
             return None
-        try:
-            return int(text.strip())
-        except ValueError:
-            self.problems.append(f"{linux_path} does not hold an integer: {text.strip()[:40]!r}")
+        value = text.strip()
+        if not value.isascii() or not value.isdigit() or len(value) > 20:
+            self.problems.append(f"{linux_path} does not hold an integer count: {value[:40]!r}")
             return None
+        number = int(value)
+        if number > maximum:
+            self.problems.append(f"{linux_path} holds {value[:40]}, more than {maximum}: ignored")
+            return None
+        return number
 
     def read_flag(self, linux_path: str) -> bool | None:
         """A module parameter such as ``Y``/``N`` or ``1``/``0``, None when missing or garbage."""
@@ -86,14 +101,9 @@ class HostRoot:
         return sorted("/" + str(p.relative_to(self.path)) for p in self.path.glob(pattern))
 
     def pread(self, linux_path: str, size: int, offset: int) -> bytes | None:
-        """``size`` bytes at ``offset`` of a device file, None when it cannot be read."""
-        target = self.resolve(linux_path)
-        try:
-            fd = os.open(target, os.O_RDONLY)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            self.problems.append(f"cannot open {linux_path}: {exc.strerror or exc}")
+        """``size`` bytes at ``offset`` of a character device, None when it cannot be read."""
+        fd = self._open(linux_path, stat.S_ISCHR)
+        if fd is None:
             return None
         try:
             return os.pread(fd, size, offset)
@@ -102,3 +112,42 @@ class HostRoot:
             return None
         finally:
             os.close(fd)
+
+    def _open(self, linux_path: str, wanted: Callable[[int], bool]) -> int | None:
+        """A descriptor for the file if it is of the ``wanted`` kind, else None (noted).
+
+        O_NONBLOCK makes opening a FIFO return at once; fstat then refuses it. Regular
+        files and the cpuid device ignore the flag. O_NOFOLLOW: the files read are never
+        symbolic links in procfs, sysfs or /dev, and in a tree someone else made, one could
+        point at a host file whose first bytes would then be quoted in a diagnostic.
+        """
+        target = self.resolve(linux_path)
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            fd = os.open(target, flags)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self.problems.append(f"{linux_path} is a symbolic link: not followed")
+            elif exc.errno == errno.EISDIR:
+                self.problems.append(f"{linux_path} is a directory, expected a file")
+            else:
+                self.problems.append(f"cannot open {linux_path}: {exc.strerror or exc}")
+            return None
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError as exc:
+            os.close(fd)
+            self.problems.append(f"cannot stat {linux_path}: {exc.strerror or exc}")
+            return None
+        if stat.S_ISDIR(mode):
+            os.close(fd)
+            self.problems.append(f"{linux_path} is a directory, expected a file")
+            return None
+        if not wanted(mode):
+            os.close(fd)
+            kind = "a character device" if wanted is stat.S_ISCHR else "a regular file"
+            self.problems.append(f"{linux_path} is not {kind}: ignored")
+            return None
+        return fd

@@ -17,6 +17,9 @@ TSM_REPORT_DIR = "/sys/kernel/config/tsm/report"
 CONFIGFS_DIR = "/sys/kernel/config"
 
 _NODE_RE = re.compile(r"/node(\d+)/")
+# Physical addresses have at most 52 bits: no EPC, and no misc count, can be larger.
+MAX_SANE_COUNT = 1 << 52
+MAX_NODES = 1024
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,17 @@ class SysfsFacts:
 
 def read_sysfs(root: HostRoot) -> SysfsFacts:
     epc_by_node = {}
-    for path in root.glob(NODE_EPC_GLOB):
+    paths = root.glob(NODE_EPC_GLOB)
+    if len(paths) > MAX_NODES:
+        # Linux allows at most 1024 NUMA nodes (MAX_NUMNODES): the rest is not a real sysfs.
+        root.problems.append(
+            f"{len(paths)} NUMA nodes report EPC, more than Linux's {MAX_NODES}: "
+            f"only the first {MAX_NODES} are read"
+        )
+        paths = paths[:MAX_NODES]
+    for path in paths:
         match = _NODE_RE.search(path)
-        value = root.read_int(path)
+        value = root.read_int(path, MAX_SANE_COUNT)
         if match and value is not None:
             epc_by_node[int(match.group(1))] = value
     kvm_loaded = root.exists(KVM_INTEL)
@@ -61,7 +72,10 @@ def _misc_capacity(root: HostRoot) -> dict[str, int]:
     capacity: dict[str, int] = {}
     for line in (text or "").splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
+        if len(parts) == 2 and parts[1].isascii() and parts[1].isdigit():
+            if len(parts[1]) > 20 or int(parts[1]) > MAX_SANE_COUNT:
+                root.problems.append(f"{MISC_CAPACITY}: {parts[0][:40]!r} is absurdly large")
+                continue
             capacity[parts[0]] = int(parts[1])
         elif line.strip():
             root.problems.append(f"{MISC_CAPACITY}: cannot parse line {line.strip()[:40]!r}")

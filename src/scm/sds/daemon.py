@@ -52,7 +52,9 @@ class SdsSettings:
     so_pin_file: Path | None = None
     sgx_library: str = "/usr/local/lib/libp11sgx.so"
     token_label: str = "scm"
-    key_mode: str = "hsm"
+    # software works with every Envoy, including the stock one `scm up` bundles; hsm needs a
+    # contrib Envoy with the SGX private key provider, so it is asked for explicitly.
+    key_mode: str = "software"
     cert_ttl: str = "24h"
     grace_ratio: float = 0.5
     key_pool: int = 2  # token keys made ahead of time (hsm key mode), for fast cold issuance

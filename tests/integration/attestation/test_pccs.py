@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from scm.attestation.pccs import PccsClient, PlatformKey, fresh_until
 from tests.attestation_cases import FIXTURES, case, cases
 from tests.integration.attestation.test_cli import scm
 from tests.pcs_server import PcsServer, running_pcs
+from tests.tls import make_tls
 
 
 @pytest.fixture
@@ -104,3 +106,20 @@ def test_a_cache_that_cannot_be_written_does_not_lose_the_collateral(
     client = PccsClient(pcs.url, cache_dir=blocker / "cache")
     assert client.collateral_for(parse_quote(c.quote), c.verify_at) == c.collateral
     assert "cannot cache collateral" in caplog.text
+
+
+def test_pccs_verify_tls_off_accepts_a_self_signed_pccs(tmp_path: Path) -> None:
+    """pccs_verify_tls = false (built from public ssl API): a PCCS with a certificate from
+    no known CA is reached; with verification on it is refused."""
+    files = make_tls(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(files.cert, files.key)
+    c = case(cases()[0].name)
+    with running_pcs(tls) as server:
+        _serve(server, c.name)
+        with pytest.raises(CollateralUnavailableError):
+            PccsClient(server.url).collateral_for(parse_quote(c.quote), c.verify_at)
+        fetched = PccsClient(server.url, verify_tls=False).collateral_for(
+            parse_quote(c.quote), c.verify_at
+        )
+    assert fetched == c.collateral

@@ -147,7 +147,7 @@ def test_verify_at_a_time_past_year_9999_is_a_usage_error(tmp: Path) -> None:
     result = run_scm(
         tmp, ("attest", "verify", QUOTE, "--collateral", COLLATERAL, "--at", "99999999999999")
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 64 and "Traceback" not in result.stderr
     assert "--at" in result.stderr.splitlines()[-1]
 
 

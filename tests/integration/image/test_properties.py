@@ -77,6 +77,20 @@ def test_apply_sets_the_properties_through_glance(cloud):
     for key, value in guest_properties("tdx").image_properties.items():
         assert image[key] == value
     assert ("PATCH", f"/v2/images/{IMAGE_ID}") in glance.requests
+    # What was done, once, on stdout; nothing on stderr.
+    assert result.stdout.startswith("set ") and "on image tdx-guest" in result.stdout
+    assert len(result.stdout.splitlines()) == 1 and result.stderr == ""
+
+
+def test_apply_honours_json(cloud):
+    _, env = cloud
+    result = scm("image", "properties", "--tee", "tdx", "--apply", "tdx-guest", "--os-cloud",
+                 "lab", "--format", "json", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["image"] == "tdx-guest"
+    assert document["image_properties"] == guest_properties("tdx").image_properties
+    assert set(document) == {"image", "image_properties", "flavor_extra_specs"}
 
 
 def test_apply_to_a_missing_image(cloud):

@@ -32,7 +32,7 @@ def test_check_host_reports_sgx_ready_with_versions() -> None:
 def test_check_host_require_fails_with_one_line_and_the_fixes_above() -> None:
     root = str(HOSTS / "no-tee" / "root")
     result = scm("openstack", "check-host", "--root", root, "--require", "tdx")
-    assert result.returncode == 69
+    assert result.returncode == 1  # checked and refused
     assert result.stderr == "scm: error: this host is not ready for TDX guests\n"
     assert "fix: enable TME-MT and TDX in the BIOS" in result.stdout
 
@@ -61,8 +61,8 @@ def test_flavor_spec_json_for_sgx_and_tdx() -> None:
     result = scm("openstack", "flavor-spec", "--sgx-epc", "1G", "--tdx", "--format", "json")
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["extra_specs"]["resources:CUSTOM_SGX_EPC_MB"] == "1024"
-    assert document["extra_specs"]["hw:mem_encryption_model"] == "intel-tdx"
+    assert document["flavor_extra_specs"]["resources:CUSTOM_SGX_EPC_MB"] == "1024"
+    assert document["flavor_extra_specs"]["hw:mem_encryption_model"] == "intel-tdx"
     assert document["image_properties"]["hw_firmware_stateless"] == "true"
 
 

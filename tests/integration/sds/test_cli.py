@@ -113,7 +113,8 @@ def test_restarted_server_serves_the_same_identity_without_reissuing(
     def serve_once() -> tuple[Any, str, str]:
         """Start `scm sds serve` (hsm key mode), fetch default and the metrics, stop it."""
         process = subprocess.Popen(
-            [SCM, "--state-dir", str(state), "sds", "serve", "--socket", str(socket_path),
+            [SCM, "--state-dir", str(state), "sds", "serve", "--key-mode", "hsm",
+             "--socket", str(socket_path),
              "--http", f"127.0.0.1:{port}", "--cert-ttl", "1h"],
             stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -33,18 +33,47 @@ def test_configfs_tsm_writes_64_bytes_and_returns_the_quote(tmp_path: Path) -> N
     assert (root / TSM_REPORT_DIR / "scm-test" / "inblob").read_bytes() == report_data
 
 
-class _RacingTsm(ConfigfsTsm):
+class _KernelTsm(ConfigfsTsm):
+    """configfs as the kernel runs it: every inblob write adds one to generation."""
+
+    def _write_inblob(self, entry: Path, report_data: bytes) -> None:
+        super()._write_inblob(entry, report_data)
+        _bump(entry)
+
+
+def _bump(entry: Path) -> None:
+    generation = entry / "generation"
+    generation.write_text(f"{int(generation.read_text()) + 1}\n")
+
+
+class _RacingAfterRead(_KernelTsm):
     """Another process writes inblob between our write and our read of outblob."""
 
     def _read_outblob(self, entry: Path) -> bytes:
-        (entry / "generation").write_text("2\n")
+        _bump(entry)
         return super()._read_outblob(entry)
 
 
-def test_configfs_tsm_detects_a_concurrent_writer(tmp_path: Path) -> None:
+class _RacingBeforeRead(_KernelTsm):
+    """Another process writes inblob right after ours, before we look at generation again:
+    reading generation only after our write (as scm did) took its count for ours."""
+
+    def _write_inblob(self, entry: Path, report_data: bytes) -> None:
+        super()._write_inblob(entry, report_data)
+        _bump(entry)
+
+
+def test_configfs_tsm_accepts_its_own_single_write(tmp_path: Path) -> None:
+    quote = case("tdx_v4_uptodate").quote
+    root = tsm_tree(tmp_path, quote)
+    assert _KernelTsm(root, entry="scm-test").quote(bytes(64)) == quote
+
+
+@pytest.mark.parametrize("racer", [_RacingAfterRead, _RacingBeforeRead])
+def test_configfs_tsm_detects_a_concurrent_writer(tmp_path: Path, racer: type) -> None:
     root = tsm_tree(tmp_path, case("tdx_v4_uptodate").quote)
     with pytest.raises(EvidenceError, match="concurrently"):
-        _RacingTsm(root, entry="scm-test").quote(bytes(64))
+        racer(root, entry="scm-test").quote(bytes(64))
 
 
 def test_wrong_provider_is_refused(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from scm.keys import (
     KeyExistsError,
@@ -106,9 +107,18 @@ def test_rsa_pss_and_pkcs1_signatures_verify(token_keystore: Pkcs11Keystore, lab
         padding.PKCS1v15(),
         padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH),
         padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH),
+        padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.AUTO),
+        padding.PSS(padding.MGF1(hashes.SHA256()), 20),
     ):
         signature = signer.sign(b"message", pad, hashes.SHA256())
-        signer.public_key().verify(signature, b"message", pad, hashes.SHA256())
+        verify_pad = padding.PSS(pad.mgf, padding.PSS.AUTO) if isinstance(pad, padding.PSS) else pad
+        signer.public_key().verify(signature, b"message", verify_pad, hashes.SHA256())
+    digest = hashes.Hash(hashes.SHA384())
+    digest.update(b"message")
+    prehashed = signer.sign(digest.finalize(), padding.PKCS1v15(), Prehashed(hashes.SHA384()))
+    signer.public_key().verify(prehashed, b"message", padding.PKCS1v15(), hashes.SHA384())
+    with pytest.raises(TypeError, match="MGF1 with the signature's hash"):
+        signer.sign(b"m", padding.PSS(padding.MGF1(hashes.SHA384()), 32), hashes.SHA256())
 
 
 def test_imported_key_is_sensitive_signs_and_is_written_nowhere(

@@ -37,7 +37,8 @@ class TeeHook(base.InspectionHook):  # type: ignore[misc]
         try:
             facts = node_facts(plugin_data[REPORT_KEY])
         except ScmError as exc:
-            LOG.warning("Node %s: %s", node.uuid, exc)
+            # A refusal leaves the node as it was: traits and properties untouched.
+            LOG.warning("Node %s: %s; SGX/TDX traits left unchanged", node.uuid, exc)
             return
         current = set(node.traits.get_trait_names()) if node.traits else set()
         wanted = (current - MANAGED_TRAITS) | facts.traits

@@ -83,3 +83,23 @@ class TestTeeHook(db_base.DbTestCase):
         node = self.inspect(None)
         self.assertEqual({"CUSTOM_GPU", "CUSTOM_SGX2"}, set(node.traits.get_trait_names()))
         self.assertNotIn("sgx_epc_mb", node.properties)
+
+    def inspect_with(self, report: object) -> node_obj.Node:
+        with task_manager.acquire(self.context, self.node.id) as task:
+            self.hook(task, {"cpu": {"count": 64}}, {REPORT_KEY: report})
+        return node_obj.Node.get_by_id(self.context, self.node.id)
+
+    def test_hostile_inspection_data_is_refused_and_logged(self) -> None:
+        good = discover(HOSTS / "tdx-host" / "root").to_dict()
+        hostile = [
+            "not a dict",
+            {**good, "sgx": "on"},
+            {**good, "sgx": {**good["sgx"], "epc_total_bytes": -1}},
+            {**good, "sgx": {**good["sgx"], "epc_total_bytes": "8G"}},
+        ]
+        for report in hostile:
+            with self.assertLogs("scm.openstack.ironic.hook", level="WARNING") as logs:
+                node = self.inspect_with(report)
+            self.assertIn("traits left unchanged", logs.output[0])
+            self.assertEqual({"CUSTOM_GPU", "CUSTOM_SGX2"}, set(node.traits.get_trait_names()))
+            self.assertNotIn("sgx_epc_mb", node.properties)
