@@ -23,6 +23,7 @@ EX_SOFTWARE = 70
 COMMANDS = {
     "attest": "scm.cli.attest:attest_group",
     "ca": "scm.cli.ca:ca_group",
+    "console": "scm.cli.console:console_command",
     "image": "scm.cli.image:image_group",
     "inspect": "scm.cli.inspect:inspect_command",
     "keys": "scm.cli.keys:keys_group",

@@ -1,0 +1,76 @@
+"""``scm console``: the read-only web console."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from scm.attestation.policy import DEFAULT_POLICY, Policy
+from scm.cli.context import CliContext, pass_cli
+from scm.console import ConsoleSources
+from scm.console.access import access_for
+from scm.console.fleet import fleet_sources
+from scm.console.serve import serve_console
+from scm.console.sources import remote_metrics, remote_status
+from scm.sds.daemon import parse_host_port
+
+FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.command("console")
+@click.option("--listen", default="127.0.0.1:8480", show_default=True, help="HOST:PORT to serve.")
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("/"),
+    help="Host root for the host page [/].",
+)
+@click.option(
+    "--sds", "sds_url", help="A running SDS server's --http URL, e.g. http://127.0.0.1:9901."
+)
+@click.option("--collateral", type=FILE, help="Collateral bundle for the attestation page.")
+@click.option("--policy", "policy_file", type=FILE, help="Appraisal policy (TOML).")
+@click.option(
+    "--kubeconfig", type=FILE, help="Show this Kubernetes cluster's nodes on the fleet page."
+)
+@click.option("--os-cloud", help="Show this OpenStack cloud's placement (clouds.yaml name).")
+@click.option("--tls-cert", type=FILE, help="Certificate chain (required off loopback).")
+@click.option("--tls-key", type=FILE, help="Private key (required off loopback).")
+@click.option("--token-file", type=FILE, help="Bearer token file (required off loopback).")
+@pass_cli
+def console_command(
+    cli: CliContext,
+    listen: str,
+    root: Path,
+    sds_url: str | None,
+    collateral: Path | None,
+    policy_file: Path | None,
+    kubeconfig: Path | None,
+    os_cloud: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    token_file: Path | None,
+) -> None:
+    """Serve the read-only web console: host, identities, attestation and fleet pages.
+
+    It binds to loopback unless told otherwise; another address needs TLS and a token.
+    """
+    host, port = parse_host_port(listen, "--listen")
+    access = access_for(host, tls_cert, tls_key, token_file)
+    if collateral is not None and not collateral.is_file():
+        raise click.BadParameter(f"{collateral} does not exist", param_hint="--collateral")
+    sources = ConsoleSources(
+        host_root=root,
+        status=remote_status(sds_url) if sds_url else None,
+        metrics=remote_metrics(sds_url) if sds_url else None,
+        collateral=collateral,
+        policy=Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY,
+        fleet=fleet_sources(kubeconfig, os_cloud),
+    )
+
+    def started(url: str) -> None:
+        click.echo(f"scm console: {url}", err=True)
+
+    asyncio.run(serve_console(sources, host, port, access, started))
