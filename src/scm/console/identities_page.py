@@ -104,9 +104,18 @@ def timeline(secret: dict[str, Any], renewal: str | None, now: datetime.datetime
 
 
 def _key_location(location: Any) -> Html:
+    """Where the private key lives, from the status document's ``key`` field."""
     if location is None:
         return text("none (trust bundle)")
-    return tag("span", str(location), class_="key-location")
+    where = str(location)
+    if where == "inline":
+        shown = "in memory, sent inline to Envoy"
+    elif where.startswith("hsm:"):
+        token, _, label = where[4:].partition("/")
+        shown = f"in the token {token}, key {label} (never leaves it)"
+    else:
+        shown = where
+    return tag("span", shown, class_="key-location")
 
 
 def _issuance(issuance: dict[str, Any] | None) -> Html:
