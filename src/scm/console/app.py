@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import resources
 
@@ -37,6 +38,8 @@ def add_console_routes(
     app.router.add_post(prefix + "attestation", pages.attest)
     app.router.add_get(prefix + "fleet", pages.fleet)
     app.router.add_get(prefix + "static/{name}", pages.static)
+    # Live streams never end by themselves: end them so the app stops without waiting.
+    app.on_shutdown.append(pages.end_streams)
 
 
 def console_app(sources: ConsoleSources, token: str | None = None) -> web.Application:
@@ -59,6 +62,11 @@ class _Pages:
     def __init__(self, sources: ConsoleSources, prefix: str) -> None:
         self.sources = sources
         self.prefix = prefix
+        self.streams: set[asyncio.Task[object]] = set()
+
+    async def end_streams(self, _: web.Application) -> None:
+        for task in list(self.streams):
+            task.cancel()
 
     def _html(self, current: str, title: str, body: Html, live: str | None = None) -> web.Response:
         response = web.Response(
@@ -84,9 +92,15 @@ class _Pages:
         return self._html("identities", "Identities", body, self.prefix + "events/identities")
 
     async def identity_events(self, request: web.Request) -> web.StreamResponse:
-        return await stream_fragment(
-            request, "update", self._identities_fragment, self.sources.poll_interval
-        )
+        task = asyncio.current_task()
+        assert task is not None
+        self.streams.add(task)
+        try:
+            return await stream_fragment(
+                request, "update", self._identities_fragment, self.sources.poll_interval
+            )
+        finally:
+            self.streams.discard(task)
 
     async def _identities_fragment(self) -> Html:
         sources = self.sources
