@@ -62,11 +62,10 @@ class _Pages:
     def __init__(self, sources: ConsoleSources, prefix: str) -> None:
         self.sources = sources
         self.prefix = prefix
-        self.streams: set[asyncio.Task[object]] = set()
+        self.closing = asyncio.Event()
 
     async def end_streams(self, _: web.Application) -> None:
-        for task in list(self.streams):
-            task.cancel()
+        self.closing.set()
 
     def _html(self, current: str, title: str, body: Html, live: str | None = None) -> web.Response:
         response = web.Response(
@@ -92,15 +91,14 @@ class _Pages:
         return self._html("identities", "Identities", body, self.prefix + "events/identities")
 
     async def identity_events(self, request: web.Request) -> web.StreamResponse:
-        task = asyncio.current_task()
-        assert task is not None
-        self.streams.add(task)
-        try:
-            return await stream_fragment(
-                request, "update", self._identities_fragment, self.sources.poll_interval
-            )
-        finally:
-            self.streams.discard(task)
+        return await stream_fragment(
+            request,
+            "update",
+            self._identities_fragment,
+            self.sources.poll_interval,
+            self.closing,
+            self.sources.sleep,
+        )
 
     async def _identities_fragment(self) -> Html:
         sources = self.sources
@@ -194,10 +192,10 @@ def _login(token: str) -> access.Handler:
         if not isinstance(presented, str) or not access.token_matches(token, presented.strip()):
             log.warning("console: refused a sign-in from %s", request.remote)
             raise web.HTTPUnauthorized(text="wrong token\n")
-        response = web.HTTPSeeOther(CONSOLE_PREFIX)
-        response.set_cookie(
+        redirect = web.HTTPSeeOther(CONSOLE_PREFIX)
+        redirect.set_cookie(
             access.COOKIE, token, httponly=True, secure=True, samesite="Strict", path="/"
         )
-        return response
+        raise redirect
 
     return login

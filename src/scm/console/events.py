@@ -28,9 +28,11 @@ async def stream_fragment(
     event: str,
     render: Render,
     interval: float,
+    closing: asyncio.Event,
     sleep: Sleep = asyncio.sleep,
 ) -> web.StreamResponse:
-    """Send ``render()`` now and again each time it differs, until the client goes away.
+    """Send ``render()`` now and again each time it differs, until the client goes away
+    or ``closing`` is set (the server stops: the stream then ends cleanly).
 
     A keep-alive comment goes out on every quiet interval so a dead client is noticed.
     """
@@ -45,14 +47,24 @@ async def stream_fragment(
     await response.write(f"retry: {RETRY_MS}\n\n".encode())
     last: Html | None = None
     try:
-        while True:
+        while not closing.is_set():
             fragment = await render()
             if fragment != last:
                 await response.write(sse_message(event, fragment))
                 last = fragment
             else:
                 await response.write(b": idle\n\n")
-            await sleep(interval)
+            await _first_of(sleep(interval), closing.wait())
+        await response.write_eof()
     except ConnectionResetError:  # the browser closed the page
         pass
     return response
+
+
+async def _first_of(*waits: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

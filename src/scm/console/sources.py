@@ -7,6 +7,7 @@ HTTP from a separate ``scm console``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 from collections.abc import Awaitable, Callable
@@ -45,8 +46,9 @@ class ConsoleSources:
     policy: Policy = DEFAULT_POLICY
     fleet: tuple[FleetSource, ...] = ()
     clock: Clock = utc_now
-    # How often live parts look for a change (seconds); tests shorten it.
+    # How often live parts look for a change (seconds), and how they wait; tests drive it.
     poll_interval: float = 1.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 class FleetSource(Protocol):
