@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.core.exceptions import ConfigError as KubeConfigError
@@ -49,7 +50,12 @@ class KubernetesFleet:
             pods = [pod async for pod in client.list(Pod, namespace="*")]
         except ApiError as exc:
             raise UnavailableError(f"the API server refused: {exc.status.message}") from None
-        except OSError as exc:
+        except httpx2.HTTPStatusError as exc:  # lightkube lets list errors through raw
+            raise UnavailableError(
+                f"the API server answered HTTP {exc.response.status_code}: "
+                f"{_status_message(exc.response)}"
+            ) from None
+        except (httpx2.HTTPError, OSError) as exc:
             raise UnavailableError(f"cannot reach the API server: {exc}") from None
         finally:
             await client.close()
@@ -70,6 +76,15 @@ class KubernetesFleet:
         if not rows:
             return tag("p", "The cluster has no nodes.")
         return table(["node", "EPC capacity", "EPC allocated (pods' limits)", "TDX keys"], rows)
+
+
+def _status_message(response: httpx2.Response) -> str:
+    """The ``message`` of a Kubernetes Status body, bounded; the reason phrase otherwise."""
+    try:
+        message = response.json().get("message")
+    except ValueError:
+        message = None
+    return str(message)[:200] if message else response.reason_phrase
 
 
 def epc_allocated(pods: list[Pod]) -> dict[str, int]:
