@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scm.console.html import Html, facts, join, moment, table, tag, text, yes_no
 
 TIMELINE_WIDTH = 480
+MARGIN = 40  # room for the labels centred on the first and last marks
 
 
 def render_identities(
@@ -50,8 +51,9 @@ def _secrets(
                 facts(
                     [
                         ("kind", secret.get("kind")),
-                        ("SPIFFE ID", tag("code", secret.get("spiffe_id"), class_="spiffe-id")),
-                        ("subject", secret.get("subject")),
+                        ("SPIFFE ID", tag("code", secret["spiffe_id"], class_="spiffe-id")
+                                      if secret.get("spiffe_id") else None),
+                        ("subject", secret.get("subject") or None),
                         ("serial", tag("code", (secret.get("serials") or ["?"])[0],
                                        class_="serial")),
                         ("version", tag("code", secret.get("version"), class_="version")),
@@ -78,28 +80,31 @@ def timeline(secret: dict[str, Any], renewal: str | None, now: datetime.datetime
 
     def x(moment_: datetime.datetime) -> int:
         fraction = (moment_ - start).total_seconds() / span
-        return round(10 + TIMELINE_WIDTH * min(1.0, max(0.0, fraction)))
+        return round(MARGIN + TIMELINE_WIDTH * min(1.0, max(0.0, fraction)))
 
-    marks = [("issued", start, "issued"), ("expires", end, "expiry")]
+    # Certificates are valid from a little before issuance (clock skew), so "valid from".
+    marks = [("valid from", start, "issued"), ("expires", end, "expiry")]
     renew_at = _parse(renewal)
     if renew_at is not None:
         marks.append(("renews", renew_at, "renewal"))
-    shapes = [tag("line", x1=10, y1=20, x2=10 + TIMELINE_WIDTH, y2=20, class_="axis")]
+    shapes = [tag("line", x1=MARGIN, y1=28, x2=MARGIN + TIMELINE_WIDTH, y2=28, class_="axis")]
     for label, when, kind in marks:
         shapes.append(
             tag("g", tag("title", f"{label} {when:%Y-%m-%d %H:%M:%S} UTC"),
-                tag("circle", cx=x(when), cy=20, r=5, class_=kind),
-                tag("text", label, x=x(when), y=40, text_anchor="middle"))
+                tag("circle", cx=x(when), cy=28, r=5, class_=kind),
+                # the renewal label sits above the line: it is often close to expiry
+                tag("text", label, x=x(when), y=14 if kind == "renewal" else 48,
+                    text_anchor="middle"))
         )  # fmt: skip
-    shapes.append(tag("line", x1=x(now), y1=8, x2=x(now), y2=32, class_="now"))
+    shapes.append(tag("line", x1=x(now), y1=18, x2=x(now), y2=38, class_="now"))
     legend = join(
         [
-            "issued ", moment(start), " · renewal ",
+            "valid from ", moment(start), " · renewal ",
             moment(renew_at) if renew_at else text("not scheduled"), " · expires ", moment(end),
         ]
     )  # fmt: skip
-    svg = tag("svg", *shapes, xmlns="http://www.w3.org/2000/svg", width=TIMELINE_WIDTH + 40,
-              height=48, role="img", aria_label="certificate timeline")  # fmt: skip
+    svg = tag("svg", *shapes, xmlns="http://www.w3.org/2000/svg", width=TIMELINE_WIDTH + 2 * MARGIN,
+              height=56, role="img", aria_label="certificate timeline")  # fmt: skip
     return tag("figure", svg, tag("figcaption", legend), class_="timeline")
 
 

@@ -31,6 +31,7 @@ ATTESTATION = FIXTURES / "attestation"
 SCREENSHOTS_ENV = "SCM_CONSOLE_SCREENSHOTS"
 # Short enough that a renewal happens while the test watches (at about half the lifetime).
 CERT_TTL = "20s"
+WINDOW_WIDTH = 1000
 
 
 def free_port() -> int:
@@ -142,7 +143,13 @@ def screenshot(browser: webdriver.Chrome, tmp_path: Path) -> Any:
 
     def take(name: str) -> Path:
         path = tmp_path / f"{name}.png"
-        assert browser.save_screenshot(str(path))
+        # The whole page (bounded), not just the first screenful.
+        height = browser.execute_script("return document.documentElement.scrollHeight;")
+        browser.set_window_size(WINDOW_WIDTH, min(int(height) + 120, 2000))
+        try:
+            assert browser.save_screenshot(str(path))
+        finally:
+            browser.set_window_size(WINDOW_WIDTH, 900)
         keep = os.environ.get(SCREENSHOTS_ENV)
         if keep:
             Path(keep).mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ def test_shows_identity_expiry_timeline_and_the_acked_version() -> None:
     html = render_identities(status_document(), None, NOW)
     assert "spiffe://cluster.local/ns/default/sa/default" in html
     assert "2026-01-02 00:00:00 UTC" in html  # expiry
-    assert "renews" in html and "issued" in html  # timeline marks
+    assert "renews" in html and "valid from" in html  # timeline marks
     assert "default: 0123456789abcdef" in html
     assert "in memory, sent inline to Envoy" in html
 
@@ -73,3 +73,21 @@ def test_a_hostile_status_source_is_escaped_in_the_page_and_the_event_stream() -
     page, event = with_client(console_app(sources), body)
     for html in (page, event):
         assert "<script>alert" not in html and "&lt;script&gt;" in html
+
+
+def test_an_unreachable_sds_server_is_a_message_on_the_page() -> None:
+    import socket
+
+    from scm.console.sources import remote_metrics, remote_status
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    sources = ConsoleSources(status=remote_status(url), metrics=remote_metrics(url))
+
+    async def body(client: Any) -> tuple[int, str]:
+        response = await client.get("/console/identities")
+        return response.status, await response.text()
+
+    status, page = with_client(console_app(sources), body)
+    assert status == 200 and f"Cannot read the SDS server: cannot read {url}/status" in page
