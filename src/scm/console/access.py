@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from scm.errors import ConfigError, InputError, NotFoundError
+from scm.files import read_input
 
 COOKIE = "scm_console"
 MIN_TOKEN_LENGTH = 16
@@ -74,11 +75,9 @@ def access_for(
 
 def read_token(path: Path) -> str:
     try:
-        token = path.read_text().strip()
-    except FileNotFoundError:
-        raise NotFoundError(f"token file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read token file {path}: {exc}") from None
+        token = read_input(path, "token file").decode().strip()
+    except UnicodeDecodeError:
+        raise InputError(f"token file {path} is not text") from None
     if len(token) < MIN_TOKEN_LENGTH:
         raise InputError(f"token file {path}: the token needs at least {MIN_TOKEN_LENGTH} chars")
     return token

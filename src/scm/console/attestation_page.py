@@ -21,6 +21,7 @@ from scm.attestation.policy import Policy, appraise
 from scm.attestation.verdict import REASONS, quote_summary
 from scm.console.html import Html, facts, join, moment, table, tag, text
 from scm.errors import ScmError
+from scm.files import read_input
 
 # A DCAP quote with its certification data is a few KiB; collateral tens of KiB.
 MAX_QUOTE_BYTES = 64 * 1024
@@ -137,7 +138,7 @@ async def verify_submission(
     if collateral_text is None:
         if configured is None:
             raise FormError("no collateral: upload a bundle or start the console with --collateral")
-        collateral_text = await asyncio.to_thread(configured.read_bytes)
+        collateral_text = await asyncio.to_thread(read_input, configured, "collateral bundle")
         source = f"configured bundle {configured.name}"
     when = submission.verify_at or now
     try:

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from selenium import webdriver
@@ -111,6 +111,22 @@ class Console:
     process: subprocess.Popen[str]
 
 
+def first_line_match(stream: IO[str] | None, pattern: str, what: str) -> re.Match[str]:
+    """The match of ``pattern`` in the first line a started process writes to ``stream``."""
+    assert stream is not None
+    line = stream.readline()
+    match = re.search(pattern, line)
+    assert match, f"{what} did not start as expected: {line!r}"
+    return match
+
+
+def console_url(process: subprocess.Popen[str]) -> str:
+    """The URL a starting ``scm console`` prints (its first line on stderr)."""
+    return first_line_match(
+        process.stderr, r"(http://127\.0\.0\.1:\d+/console/)", "scm console"
+    ).group(1)
+
+
 @pytest.fixture(scope="module")
 def console(sds: Sds) -> Iterator[Console]:
     """A standalone ``scm console`` on a fixture host root, reading the SDS server."""
@@ -121,11 +137,7 @@ def console(sds: Sds) -> Iterator[Console]:
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        assert process.stderr is not None
-        line = process.stderr.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/console/)", line)
-        assert match, f"scm console did not print its URL: {line!r}"
-        yield Console(match.group(1), process)
+        yield Console(console_url(process), process)
     finally:
         process.terminate()
         process.communicate(timeout=30)

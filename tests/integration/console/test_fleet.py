@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 
 from scm.console.fleet import KubernetesFleet, PlacementFleet
 from scm.errors import UnavailableError
-from tests.integration.console.conftest import SCM
+from tests.integration.console.conftest import SCM, console_url, first_line_match
 from tests.integration.kube.apiserver import TOKEN, ApiServerEmulator, client_for
 
 PLACEMENT_VERSION = "placement 1.39"
@@ -75,11 +75,8 @@ def placement(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Placement]:
         cwd=Path(__file__).parents[3],
     )  # fmt: skip
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.fullmatch(r"PORT (\d+)\n", line)
-        assert match, f"placement did not start: {line!r} {process.stderr}"
-        service = Placement(f"http://127.0.0.1:{match.group(1)}")
+        port = first_line_match(process.stdout, r"^PORT (\d+)$", "placement").group(1)
+        service = Placement(f"http://127.0.0.1:{port}")
         service.call("PUT", f"/resource_classes/{EPC}")
         host_a = service.provider("compute-a", (4056, 56))
         service.provider("compute-b", (2028, 0))
@@ -211,10 +208,7 @@ def fleet_console(placement: Placement, kube: EmulatorThread, tmp_path: Path) ->
         stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        assert process.stderr is not None
-        match = re.search(r"(http://127\.0\.0\.1:\d+/console/)", process.stderr.readline())
-        assert match
-        yield match.group(1)
+        yield console_url(process)
     finally:
         process.terminate()
         process.communicate(timeout=30)
