@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
 from scm.attestation.policy import DEFAULT_POLICY, Policy
 from scm.cli.context import CliContext, pass_cli
 from scm.console import ConsoleSources
@@ -31,6 +32,9 @@ FILE = click.Path(path_type=Path, dir_okay=False)
     "--sds", "sds_url", help="A running SDS server's --http URL, e.g. http://127.0.0.1:9901."
 )
 @click.option("--collateral", type=FILE, help="Collateral bundle for the attestation page.")
+@click.option(
+    "--pccs-url", help="Fetch collateral from this PCCS or PCS (cached in the state dir)."
+)
 @click.option("--policy", "policy_file", type=FILE, help="Appraisal policy (TOML).")
 @click.option(
     "--kubeconfig", type=FILE, help="Show this Kubernetes cluster's nodes on the fleet page."
@@ -46,6 +50,7 @@ def console_command(
     root: Path,
     sds_url: str | None,
     collateral: Path | None,
+    pccs_url: str | None,
     policy_file: Path | None,
     kubeconfig: Path | None,
     os_cloud: str | None,
@@ -66,6 +71,7 @@ def console_command(
         status=remote_status(sds_url) if sds_url else None,
         metrics=remote_metrics(sds_url) if sds_url else None,
         collateral=collateral,
+        pccs=_pccs(cli, pccs_url) if pccs_url else None,
         policy=Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY,
         fleet=fleet_sources(kubeconfig, os_cloud),
     )
@@ -74,3 +80,9 @@ def console_command(
         click.echo(f"scm console: {url}", err=True)
 
     asyncio.run(serve_console(sources, host, port, access, started))
+
+
+def _pccs(cli: CliContext, url: str) -> PccsClient:
+    settings = cli.settings.section("attestation", AttestationSettings)
+    cache = collateral_cache_dir(cli.settings.state_dir)
+    return PccsClient.from_settings(settings, url, cache)

@@ -112,20 +112,23 @@ class _Pages:
         return render_identities(status, metrics, sources.clock())
 
     async def attestation(self, _: web.Request) -> web.Response:
-        return self._html("attestation", "Attestation", form(self.sources.collateral))
+        return self._html(
+            "attestation", "Attestation", form(self.sources.collateral, self.sources.pccs)
+        )
 
     async def attest(self, request: web.Request) -> web.Response:
         sources = self.sources
         try:
             submission = await read_submission(request)
             result = await verify_submission(
-                submission, sources.collateral, sources.policy, sources.clock()
+                submission, sources.collateral, sources.policy, sources.clock(), sources.pccs
             )
         except ScmError as exc:
             result = tag("p", str(exc), class_="error", id="result")
         except ValueError as exc:  # a malformed multipart body
             result = tag("p", f"cannot read the form: {exc}", class_="error", id="result")
-        return self._html("attestation", "Attestation", join([form(sources.collateral), result]))
+        page_form = form(sources.collateral, sources.pccs)
+        return self._html("attestation", "Attestation", join([page_form, result]))
 
     async def fleet(self, _: web.Request) -> web.Response:
         if not self.sources.fleet:

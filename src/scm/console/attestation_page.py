@@ -16,7 +16,15 @@ from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
-from scm.attestation import Collateral, Verdict
+from scm.attestation import (
+    Collateral,
+    CollateralError,
+    Quote,
+    QuoteFormatError,
+    Verdict,
+    parse_quote,
+)
+from scm.attestation.pccs import PccsClient
 from scm.attestation.policy import Policy, appraise
 from scm.attestation.verdict import REASONS, quote_summary
 from scm.console.html import Html, facts, join, moment, table, tag, text
@@ -73,13 +81,14 @@ class Submission:
     verify_at: datetime.datetime | None
 
 
-def form(configured: Path | None) -> Html:
-    """The paste/upload form; collateral is optional when a bundle is configured."""
-    note = (
-        f"Leave collateral empty to use the configured bundle ({configured.name})."
-        if configured
-        else "No collateral is configured: upload a bundle (QuoteCollateralV3 JSON)."
-    )
+def form(configured: Path | None, pccs: PccsClient | None = None) -> Html:
+    """The paste/upload form; collateral is optional when a bundle or a PCCS is configured."""
+    if configured:
+        note = f"Leave collateral empty to use the configured bundle ({configured.name})."
+    elif pccs:
+        note = f"Leave collateral empty to fetch it from {pccs.base_url}."
+    else:
+        note = "No collateral is configured: upload a bundle (QuoteCollateralV3 JSON)."
     return tag(
         "form",
         tag("label", "Quote (hex or base64)", tag("textarea", name="quote_text", rows=4)),
@@ -131,23 +140,44 @@ async def verify_submission(
     configured: Path | None,
     policy: Policy,
     now: datetime.datetime,
+    pccs: PccsClient | None = None,
 ) -> Html:
-    """Appraise the submitted quote; the result section (verdict, steps, report)."""
-    collateral_text = submission.collateral
-    source = "uploaded collateral"
-    if collateral_text is None:
-        if configured is None:
-            raise FormError("no collateral: upload a bundle or start the console with --collateral")
-        collateral_text = await asyncio.to_thread(read_input, configured, "collateral bundle")
-        source = f"configured bundle {configured.name}"
+    """Appraise the submitted quote; the result section (verdict, steps, report).
+
+    Collateral comes from the upload, else the configured bundle, else the PCCS.
+    """
     when = submission.verify_at or now
     try:
-        collateral = Collateral.from_json(collateral_text)
-    except ScmError as exc:
-        verdict = Verdict(reason="malformed_collateral", message=str(exc))
-    else:
-        verdict = await asyncio.to_thread(appraise, submission.quote, collateral, when, policy)
+        quote = parse_quote(submission.quote)
+    except QuoteFormatError as exc:
+        return render_verdict(Verdict(reason="malformed_quote", message=str(exc)), when, "none")
+    try:
+        collateral, source = await _collateral(submission, configured, pccs, quote, when)
+    except CollateralError as exc:
+        verdict = Verdict(quote=quote, reason="malformed_collateral", message=str(exc))
+        return render_verdict(verdict, when, "unreadable collateral")
+    verdict = await asyncio.to_thread(appraise, quote, collateral, when, policy)
     return render_verdict(verdict, when, source)
+
+
+async def _collateral(
+    submission: Submission,
+    configured: Path | None,
+    pccs: PccsClient | None,
+    quote: Quote,
+    when: datetime.datetime,
+) -> tuple[Collateral, str]:
+    if submission.collateral is not None:
+        return Collateral.from_json(submission.collateral), "uploaded collateral"
+    if configured is not None:
+        text = await asyncio.to_thread(read_input, configured, "collateral bundle")
+        return Collateral.from_json(text), f"configured bundle {configured.name}"
+    if pccs is not None:
+        fetched = await asyncio.to_thread(pccs.collateral_for, quote, when.timestamp())
+        return fetched, f"fetched from {pccs.base_url}"
+    raise FormError(
+        "no collateral: upload a bundle, or start the console with --collateral or --pccs-url"
+    )
 
 
 def render_verdict(verdict: Verdict, when: datetime.datetime, source: str) -> Html:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from scm.attestation.pccs import PccsClient
 from scm.attestation.policy import DEFAULT_POLICY, Policy
 from scm.console.html import Html
 from scm.errors import UnavailableError
@@ -43,6 +44,8 @@ class ConsoleSources:
     status: StatusSource | None = None
     metrics: MetricsSource | None = None
     collateral: Path | None = None
+    # Fetches collateral for a quote's platform (a PCCS or Intel PCS, with its disk cache).
+    pccs: PccsClient | None = None
     policy: Policy = DEFAULT_POLICY
     fleet: tuple[FleetSource, ...] = ()
     clock: Clock = utc_now

@@ -8,19 +8,25 @@ from typing import Any
 import aiohttp
 import pytest
 
+from scm.attestation import parse_quote
+from scm.attestation.pccs import PccsClient, PlatformKey
 from scm.console import ConsoleSources, console_app
 from scm.console.attestation_page import MAX_QUOTE_BYTES
-from tests.attestation_cases import FIXTURES
+from tests.attestation_cases import FIXTURES, case
+from tests.pcs_server import running_pcs
+from tests.unit.console.helpers import with_client
 
 COLLATERAL = FIXTURES / "collateral" / "tdx_v4_uptodate.collateral.json"
 QUOTE = FIXTURES / "quotes" / "tdx_v4_uptodate.quote.bin"
 AT = "2025-07-04T10:00:00Z"
 
 
-def post(fields: dict[str, bytes | str], collateral: Path | None = COLLATERAL) -> tuple[int, str]:
-    from tests.unit.console.helpers import with_client
-
-    app = console_app(ConsoleSources(collateral=collateral))
+def post(
+    fields: dict[str, bytes | str],
+    collateral: Path | None = COLLATERAL,
+    pccs: PccsClient | None = None,
+) -> tuple[int, str]:
+    app = console_app(ConsoleSources(collateral=collateral, pccs=pccs))
 
     async def body(client: Any) -> tuple[int, str]:
         form = aiohttp.FormData(default_to_multipart=True)
@@ -78,3 +84,22 @@ def test_uploaded_collateral_that_is_not_collateral_is_rejected_not_crashed() ->
 def test_without_configured_or_uploaded_collateral_the_page_says_so() -> None:
     _, page = post({"quote_file": QUOTE.read_bytes()}, collateral=None)
     assert "no collateral" in page
+
+
+def test_without_a_bundle_collateral_is_fetched_from_the_pccs(tmp_path: Path) -> None:
+    tdx = case("tdx_v4_uptodate")
+    key = PlatformKey.of(parse_quote(tdx.quote))
+    with running_pcs() as pcs:
+        pcs.serve(key.tee, key.fmspc, key.ca, tdx.collateral)
+        client = PccsClient(pcs.url, cache_dir=tmp_path)
+        _, page = post({"quote_file": tdx.quote, "verify_at": AT}, collateral=None, pccs=client)
+    assert "Accepted: TCB status UpToDate" in page
+    assert f"fetched from {pcs.url}" in page
+
+
+def test_a_pccs_that_does_not_answer_is_a_one_line_message(tmp_path: Path) -> None:
+    with running_pcs() as pcs:  # serves nothing for this platform
+        client = PccsClient(pcs.url, cache_dir=tmp_path)
+        status, page = post({"quote_file": QUOTE.read_bytes(), "verify_at": AT},
+                            collateral=None, pccs=client)  # fmt: skip
+    assert status == 200 and 'class="error" id="result"' in page and "Traceback" not in page
