@@ -47,3 +47,46 @@ def test_a_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         result = run(tmp_path, "--listen", f"127.0.0.1:{port}")
     assert result.returncode != 0 and "cannot listen on 127.0.0.1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_with_tls_and_a_token_only_the_token_holder_reads_a_page(tmp_path: Path) -> None:
+    import re
+    import signal
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    from tests.tls import make_tls
+
+    tls = make_tls(tmp_path)
+    token = tmp_path / "token"
+    token.write_text("s3cret-console-token-0123456789\n")
+    process = subprocess.Popen(
+        [SCM, "--state-dir", str(tmp_path / "state"), "console", "--listen", "127.0.0.1:0",
+         "--tls-cert", str(tls.cert), "--tls-key", str(tls.key), "--token-file", str(token)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        match = re.search(r"(https://127\.0\.0\.1:\d+/console/)", line)
+        assert match, line
+        url = match.group(1) + "fleet"
+        context = ssl.create_default_context(cafile=str(tls.ca))
+
+        def fetch(headers: dict[str, str]) -> int:
+            request = urllib.request.Request(url, headers=headers)
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert fetch({}) == 401
+        assert fetch({"Authorization": "Bearer wrong-token-wrong-token"}) == 401
+        assert fetch({"Authorization": "Bearer s3cret-console-token-0123456789"}) == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "s3cret-console-token" not in stderr  # the token is never logged
