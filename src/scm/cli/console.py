@@ -15,7 +15,7 @@ from scm.console.access import access_for
 from scm.console.fleet import fleet_sources
 from scm.console.serve import serve_console
 from scm.console.sources import remote_metrics, remote_status
-from scm.sds.daemon import parse_host_port
+from scm.sds.daemon import parse_host_port, wait_for_stop_signal
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -79,7 +79,7 @@ def console_command(
     def started(url: str) -> None:
         click.echo(f"scm console: {url}", err=True)
 
-    asyncio.run(serve_console(sources, host, port, access, started))
+    asyncio.run(serve_console(sources, host, port, access, started, wait_for_stop_signal))
 
 
 def _pccs(cli: CliContext, url: str) -> PccsClient:

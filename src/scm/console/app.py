@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 CONSOLE_PREFIX = "/console/"
 STATIC = {"console.js": "text/javascript", "console.css": "text/css"}
-SOURCES_KEY = web.AppKey("scm_console_sources", ConsoleSources)
 
 
 def add_console_routes(

@@ -1,9 +1,9 @@
-"""Run the console on its own listener until SIGINT or SIGTERM."""
+"""Run the console on its own listener until told to stop."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -11,7 +11,6 @@ from scm.console.access import Access
 from scm.console.app import CONSOLE_PREFIX, console_app
 from scm.console.sources import ConsoleSources
 from scm.errors import UnavailableError
-from scm.sds.daemon import wait_for_stop_signal
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,9 @@ async def serve_console(
     port: int,
     access: Access,
     started: Callable[[str], None],
+    stop: Callable[[], Awaitable[None]],
 ) -> None:
-    """Serve until a stop signal; ``started`` hears the URL once the port is bound."""
+    """Serve until ``stop()`` returns; ``started`` hears the URL once the port is bound."""
     runner = web.AppRunner(console_app(sources, access.token), access_log=None)
     await runner.setup()
     try:
@@ -39,6 +39,6 @@ async def serve_console(
             raise UnavailableError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         bound = int(runner.addresses[0][1])
         started(console_url(host, bound, access.ssl_context is not None))
-        await wait_for_stop_signal()
+        await stop()
     finally:
         await runner.cleanup()
