@@ -139,9 +139,15 @@ class _Pages:
         parts = []
         for fleet in self.sources.fleet:
             try:
-                section = await fleet.section()
+                section = await asyncio.wait_for(fleet.section(), self.sources.fleet_timeout)
             except ScmError as exc:
                 section = tag("p", f"Cannot read {fleet.title}: {exc}", class_="error")
+            except TimeoutError:
+                section = tag(
+                    "p",
+                    f"{fleet.title} did not answer within {self.sources.fleet_timeout:g} s",
+                    class_="error",
+                )
             parts.append(tag("section", tag("h2", fleet.title), section))
         return self._html("fleet", "Fleet", join(parts))
 

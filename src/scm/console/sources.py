@@ -48,6 +48,8 @@ class ConsoleSources:
     pccs: PccsClient | None = None
     policy: Policy = DEFAULT_POLICY
     fleet: tuple[FleetSource, ...] = ()
+    # A fleet's API that hangs must not hang the page (openstacksdk has no default timeout).
+    fleet_timeout: float = 20.0
     clock: Clock = utc_now
     # How often live parts look for a change (seconds), and how they wait; tests drive it.
     poll_interval: float = 1.0
