@@ -44,7 +44,7 @@ def render_host(report: HostReport) -> Html:
     inventories = placement_inventories(report)
     placement = join(
         [
-            tag("h3", "Placement"),
+            tag("h2", "Placement"),
             facts([("traits", ", ".join(placement_traits(report)) or "none")]),
             table(
                 ["resource class", "total", "reserved", "max unit"],

@@ -24,8 +24,10 @@ from tests.integration.console.browser import chromium
 from tests.integration.sds.harness import Envoy, short_socket_path, wait_for
 
 SCM = shutil.which("scm", path=str(Path(sys.executable).parent)) or "scm"
-FIXTURES = Path(__file__).parents[2] / "fixtures"
-HOST_ROOT = FIXTURES / "hosts" / "sgx-2socket" / "root"
+REPO = Path(__file__).parents[3]
+FIXTURES = REPO / "tests" / "fixtures"
+# Relative to REPO (the console's working directory), as an operator would type it.
+HOST_ROOT = Path("tests/fixtures/hosts/sgx-2socket/root")
 ATTESTATION = FIXTURES / "attestation"
 # Set to a directory (docs/console) to keep one screenshot per page for the README.
 SCREENSHOTS_ENV = "SCM_CONSOLE_SCREENSHOTS"
@@ -134,7 +136,7 @@ def console(sds: Sds) -> Iterator[Console]:
     process = subprocess.Popen(
         [SCM, "--state-dir", str(sds.state_dir), "console", "--listen", "127.0.0.1:0",
          "--root", str(HOST_ROOT), "--sds", sds.http, "--collateral", str(collateral)],
-        stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     try:
         yield Console(console_url(process), process)
