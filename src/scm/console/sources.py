@@ -84,7 +84,7 @@ def in_process_metrics(exposition: Callable[[], bytes]) -> MetricsSource:
 
 def remote_status(base_url: str) -> StatusSource:
     """A status source reading a running SDS server's ``/status`` over HTTP (bounded)."""
-    url = base_url.rstrip("/") + "/status"
+    url = _base(base_url) + "/status"
 
     async def read() -> dict[str, Any]:
         body = await _fetch(url)
@@ -101,7 +101,7 @@ def remote_status(base_url: str) -> StatusSource:
 
 def remote_metrics(base_url: str) -> MetricsSource:
     """A metrics source reading a running SDS server's ``/metrics`` over HTTP (bounded)."""
-    url = base_url.rstrip("/") + "/metrics"
+    url = _base(base_url) + "/metrics"
 
     async def read() -> str:
         return (await _fetch(url)).decode(errors="replace")
@@ -121,3 +121,8 @@ async def _fetch(url: str) -> bytes:
     if len(body) > STATUS_MAX_BYTES:
         raise UnavailableError(f"{url} sent more than {STATUS_MAX_BYTES} bytes")
     return body
+
+
+def _base(url: str) -> str:
+    """The server's --http base URL, also when given as its /status URL."""
+    return url.rstrip("/").removesuffix("/status")
