@@ -14,18 +14,19 @@ from scm.console import ConsoleSources
 from scm.console.access import access_for
 from scm.console.fleet import fleet_sources
 from scm.console.serve import serve_console
+from scm.console.settings import ConsoleSettings
 from scm.console.sources import remote_metrics, remote_status
+from scm.errors import NotFoundError
 from scm.sds.daemon import parse_host_port, wait_for_stop_signal
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command("console")
-@click.option("--listen", default="127.0.0.1:8480", show_default=True, help="HOST:PORT to serve.")
+@click.option("--listen", help="HOST:PORT to serve [console.listen: 127.0.0.1:8480].")
 @click.option(
     "--root",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path("/"),
     help="Host root for the host page [/].",
 )
 @click.option(
@@ -46,8 +47,8 @@ FILE = click.Path(path_type=Path, dir_okay=False)
 @pass_cli
 def console_command(
     cli: CliContext,
-    listen: str,
-    root: Path,
+    listen: str | None,
+    root: Path | None,
     sds_url: str | None,
     collateral: Path | None,
     pccs_url: str | None,
@@ -61,19 +62,30 @@ def console_command(
     """Serve the read-only web console: host, identities, attestation and fleet pages.
 
     It binds to loopback unless told otherwise; another address needs TLS and a token.
+    Every option can also be set in the [console] settings table (SCM_CONSOLE_*).
     """
-    host, port = parse_host_port(listen, "--listen")
-    access = access_for(host, tls_cert, tls_key, token_file)
-    if collateral is not None and not collateral.is_file():
-        raise click.BadParameter(f"{collateral} does not exist", param_hint="--collateral")
+    settings = cli.settings.section("console", ConsoleSettings)
+    host, port = parse_host_port(listen or settings.listen, "--listen")
+    access = access_for(
+        host,
+        tls_cert or settings.tls_cert,
+        tls_key or settings.tls_key,
+        token_file or settings.token_file,
+    )
+    sds = sds_url or settings.sds
+    bundle = collateral or settings.collateral
+    if bundle is not None and not bundle.is_file():
+        raise NotFoundError(f"collateral bundle {bundle} does not exist")
+    policy = policy_file or settings.policy
+    pccs = pccs_url or settings.pccs_url
     sources = ConsoleSources(
-        host_root=root,
-        status=remote_status(sds_url) if sds_url else None,
-        metrics=remote_metrics(sds_url) if sds_url else None,
-        collateral=collateral,
-        pccs=_pccs(cli, pccs_url) if pccs_url else None,
-        policy=Policy.from_file(policy_file) if policy_file else DEFAULT_POLICY,
-        fleet=fleet_sources(kubeconfig, os_cloud),
+        host_root=root or settings.root,
+        status=remote_status(sds) if sds else None,
+        metrics=remote_metrics(sds) if sds else None,
+        collateral=bundle,
+        pccs=_pccs(cli, pccs) if pccs else None,
+        policy=Policy.from_file(policy) if policy else DEFAULT_POLICY,
+        fleet=fleet_sources(kubeconfig or settings.kubeconfig, os_cloud or settings.os_cloud),
     )
 
     def started(url: str) -> None:

@@ -90,3 +90,20 @@ def test_with_tls_and_a_token_only_the_token_holder_reads_a_page(tmp_path: Path)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr
     assert "s3cret-console-token" not in stderr  # the token is never logged
+
+
+def test_the_console_settings_table_applies_and_options_override_it(tmp_path: Path) -> None:
+    config = tmp_path / "scm.toml"
+    config.write_text('[console]\nlisten = "0.0.0.0:0"\n')
+    from_file = subprocess.run(
+        [SCM, "--config", str(config), "--state-dir", str(tmp_path / "s"), "console"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert from_file.returncode != 0 and "--listen 0.0.0.0 is not loopback" in from_file.stderr
+    overridden = subprocess.run(
+        [SCM, "--config", str(config), "--state-dir", str(tmp_path / "s"), "console",
+         "--listen", "127.0.0.1:0", "--collateral", str(tmp_path / "missing.json")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    # the loopback option won over the table: it got as far as checking the bundle
+    assert "collateral bundle" in overridden.stderr and "does not exist" in overridden.stderr
