@@ -2,8 +2,10 @@
 
 One aiohttp server on loopback serves both from the same status document (S secrets, N
 connected Envoys): ``/status`` as JSON (what operators read today) and
-``/console/identities`` as HTML. A client fetches each REQUESTS times in turn and prints
-median and 95th percentile latency, page size and failures. Figures only.
+``/console/identities`` as HTML, both while nothing changes (the page re-uses its last
+render) and with a change before every request (a full render each time, the worst case).
+A client fetches each REQUESTS times in turn and prints median and 95th percentile
+latency, page size and failures. Figures only.
 """
 
 from __future__ import annotations
@@ -69,9 +71,16 @@ async def run(streams: int) -> None:
     async def status(_: web.Request) -> web.Response:
         return web.json_response(doc)
 
+    changes = iter(range(1 << 62))
+
+    def changing() -> dict[str, Any]:
+        first = dict(doc["streams"][0], nacks=next(changes))
+        return dict(doc, streams=[first, *doc["streams"][1:]])
+
     app = web.Application()
     app.router.add_get("/status", status)
     add_console_routes(app, ConsoleSources(status=in_process_status(lambda: doc)))
+    add_console_routes(app, ConsoleSources(status=in_process_status(changing)), "/changing/")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -80,7 +89,8 @@ async def run(streams: int) -> None:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             print(f"{streams} connected Envoys, {REQUESTS} sequential requests each:")
             for name, path in (("/status (JSON)", "/status"),
-                               ("/console/identities", "/console/identities")):  # fmt: skip
+                               ("identities, unchanged", "/console/identities"),
+                               ("identities, changing", "/changing/identities")):  # fmt: skip
                 print(summary(name, *await measure(session, f"http://127.0.0.1:{port}{path}")))
     finally:
         await runner.cleanup()

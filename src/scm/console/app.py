@@ -14,7 +14,7 @@ from scm.console.attestation_page import form, read_submission, verify_submissio
 from scm.console.events import stream_fragment
 from scm.console.host_page import host_section
 from scm.console.html import Html, join, page, tag
-from scm.console.identities_page import render_identities
+from scm.console.identities_page import IdentitiesCache
 from scm.console.sources import ConsoleSources
 from scm.errors import ScmError
 
@@ -62,6 +62,7 @@ class _Pages:
         self.sources = sources
         self.prefix = prefix
         self.closing = asyncio.Event()
+        self._identities_cache = IdentitiesCache()
 
     async def end_streams(self, _: web.Application) -> None:
         self.closing.set()
@@ -108,7 +109,7 @@ class _Pages:
             metrics = await sources.metrics() if sources.metrics else None
         except ScmError as exc:
             return tag("p", f"Cannot read the SDS server: {exc}", class_="error")
-        return render_identities(status, metrics, sources.clock())
+        return self._identities_cache.render(status, metrics, sources.clock())
 
     async def attestation(self, _: web.Request) -> web.Response:
         return self._html(

@@ -13,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scm.console.html import Html, facts, join, moment, table, tag, text, yes_no
 
+# Without a change, the fragment is re-rendered this often anyway (to move "now").
+REDRAW_EVERY = datetime.timedelta(seconds=30)
 TIMELINE_WIDTH = 480
 MARGIN = 40  # room for the labels centred on the first and last marks
 
@@ -33,6 +35,38 @@ def render_identities(
             tag("section", tag("h2", "Counters"), _counters(metrics_text), id="counters"),
         ]
     )
+
+
+class IdentitiesCache:
+    """The last fragment, re-used while the status and metrics are unchanged.
+
+    Every open page polls once a second; with a thousand Envoys a render costs about a
+    tenth of a second, so it is only done on a change (or every REDRAW_EVERY).
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, str | None] | None = None
+        self._at: datetime.datetime | None = None
+        self._html = Html()
+
+    def render(
+        self, status: dict[str, Any], metrics_text: str | None, now: datetime.datetime
+    ) -> Html:
+        key = (_without_countdowns(status), metrics_text)
+        stale = self._at is None or not (self._at <= now < self._at + REDRAW_EVERY)
+        if stale or key != self._key:
+            self._html = render_identities(status, metrics_text, now)
+            self._key, self._at = key, now
+        return self._html
+
+
+def _without_countdowns(status: dict[str, Any]) -> dict[str, Any]:
+    """The status without ``seconds_to_expiry``: it changes every second, no page shows it."""
+    secrets = [
+        {k: v for k, v in secret.items() if k != "seconds_to_expiry"}
+        for secret in status.get("secrets") or []
+    ]
+    return dict(status, secrets=secrets)
 
 
 def _secrets(

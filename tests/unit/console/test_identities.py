@@ -91,3 +91,20 @@ def test_an_unreachable_sds_server_is_a_message_on_the_page() -> None:
 
     status, page = with_client(console_app(sources), body)
     assert status == 200 and f"Cannot read the SDS server: cannot read {url}/status" in page
+
+
+def test_the_fragment_is_rendered_again_only_on_a_change_or_after_a_while() -> None:
+    from scm.console.identities_page import REDRAW_EVERY, IdentitiesCache
+
+    cache = IdentitiesCache()
+    first = cache.render(status_document(), None, NOW)
+    ticking = status_document()
+    ticking["secrets"][0]["seconds_to_expiry"] -= 1  # a second later: nothing shown changed
+    assert cache.render(ticking, None, NOW + datetime.timedelta(seconds=1)) is first
+    renewed = status_document()
+    renewed["secrets"][0]["serials"] = ["beef"]
+    shown = cache.render(renewed, None, NOW + datetime.timedelta(seconds=2))
+    assert "beef" in shown and shown is not first
+    # unchanged, but redrawn after a while so that the timeline's "now" moves
+    later = cache.render(renewed, None, NOW + REDRAW_EVERY + datetime.timedelta(seconds=3))
+    assert later is not shown and "beef" in later
