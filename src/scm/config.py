@@ -38,6 +38,7 @@ KNOWN_TABLES = frozenset(
     {
         "attestation",
         "ca",
+        "console",
         "image",
         "istio_ca",
         "keys",

@@ -26,6 +26,7 @@ EX_SOFTWARE = 70
 COMMANDS = {
     "attest": "scm.cli.attest:attest_group",
     "ca": "scm.cli.ca:ca_group",
+    "console": "scm.cli.console:console_command",
     "image": "scm.cli.image:image_group",
     "inspect": "scm.cli.inspect:inspect_command",
     "keys": "scm.cli.keys:keys_group",
@@ -38,6 +39,7 @@ COMMANDS = {
 SHORT_HELP = {
     "attest": "DCAP attestation: SGX and TDX quotes.",
     "ca": "The local CA: issues workload certificates...",
+    "console": "Serve the read-only web console: host,...",
     "image": "Confidential guest images for TDX and SGX.",
     "inspect": "Report what this host can do for SGX and...",
     "keys": "Key pairs kept inside the PKCS#11 token...",

@@ -28,6 +28,10 @@ def _cloud_errors() -> Iterator[None]:
         raise UnavailableError(f"cannot reach the cloud: {exc}") from None
 
 
+# For other read-only callers of the cloud (the console's fleet page).
+cloud_errors = _cloud_errors
+
+
 def connect(cloud: str | None = None) -> Any:
     """An openstacksdk connection from clouds.yaml or OS_* variables."""
     import openstack

@@ -138,6 +138,13 @@ def on_stop_signal(callback: Callable[[], object]) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
+async def wait_for_stop_signal() -> None:
+    """Return on the first SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    with on_stop_signal(stop.set):
+        await stop.wait()
+
+
 def _bound_port(runner: web.AppRunner) -> int:
     address = runner.addresses[0]
     return int(address[1])

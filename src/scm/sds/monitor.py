@@ -9,8 +9,11 @@ import datetime
 from typing import Any
 
 from aiohttp import web
+from cryptography import x509
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from scm.console import ConsoleSources, add_console_routes
+from scm.console.sources import in_process_metrics, in_process_status
 from scm.sds.credentials import DEFAULT, Credential
 from scm.sds.health import IssuanceHealth
 from scm.sds.server import SdsServer
@@ -72,6 +75,8 @@ def _describe(stored: StoredSecret) -> dict[str, Any]:
         "kind": "tls_certificate" if isinstance(value, Credential) else "validation_context",
         "serials": [format(c.serial_number, "x") for c in certificates],
         "subject": certificates[0].subject.rfc4514_string(),
+        "spiffe_id": _spiffe_id(certificates[0]),
+        "not_before": certificates[0].not_valid_before_utc.isoformat(),
         "not_after": value.not_after.isoformat(),
         "seconds_to_expiry": int((value.not_after - now).total_seconds()),
         "key": value.key.location if isinstance(value, Credential) else None,
@@ -105,6 +110,11 @@ def monitor_app(server: SdsServer, issuance: IssuanceHealth | None = None) -> we
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
+    # The console's pages under /console/, reading this server's status and metrics.
+    add_console_routes(app, ConsoleSources(
+        status=in_process_status(lambda: status_document(server, issuance)),
+        metrics=in_process_metrics(lambda: generate_latest(server.metrics.registry)),
+    ))  # fmt: skip
     return app
 
 
@@ -117,3 +127,13 @@ async def start_monitor(
     site = web.TCPSite(runner, host, port)
     await site.start()
     return runner
+
+
+def _spiffe_id(certificate: x509.Certificate) -> str | None:
+    """The certificate's spiffe:// URI SAN (an X.509-SVID has exactly one), if any."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return None
+    uris = names.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return next((uri for uri in uris if uri.startswith("spiffe://")), None)

@@ -243,6 +243,7 @@ class _Summary:
         self.identity: WorkloadIdentity = issuer.identity
         self.issuer = issuer
         self.status_url = f"http://{options.http[0]}:{run.monitor_port}/status"
+        self.console_url = f"http://{options.http[0]}:{run.monitor_port}/console/"
         self.envoy = envoy
         self.socket_path = socket_path
         self.ca = ca
@@ -274,6 +275,7 @@ class _Summary:
             f"  openssl s_client -connect 127.0.0.1:{port} -CAfile {self.ca_pem} "
             "-servername localhost -verify_return_error -brief </dev/null\n"
             f"  curl -s {self.status_url}\n"
+            f"  console: open {self.console_url} in a browser\n"
         )
         out.flush()
 
@@ -297,6 +299,7 @@ class _Summary:
             "sgx provider\nand the SGX Crypto API Toolkit token would sign with this key "
             "without ever seeing it.\n"
             f"\nTry it:\n  curl -s {self.status_url}\n"
+            f"  console: open {self.console_url} in a browser\n"
         )
         out.flush()
 

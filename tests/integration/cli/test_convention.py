@@ -34,7 +34,7 @@ DATA = {
 # written to --output or standard output.
 ARTIFACT = {"attest collateral fetch", "attest quote", "ca csr", "ca issue", "image build"}
 # Long-running servers: they print a banner and logs, no data.
-SERVER = {"kube device-plugin", "kube node-agent", "kube webhook", "sds serve", "up"}
+SERVER = {"console", "kube device-plugin", "kube node-agent", "kube webhook", "sds serve", "up"}
 # Options that would name a listener's address in two halves.
 SPLIT_LISTENER_OPTIONS = {"--host", "--bind", "--address"}
 

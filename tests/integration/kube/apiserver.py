@@ -89,6 +89,7 @@ class ApiServerEmulator:
                 "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"},
                 "allocatable": {"cpu": "2", "memory": "7Gi", "pods": "110"},
             }
+        self.pods: list[dict[str, Any]] = []
         self.requests: list[Recorded] = []
         self.fail_with: int | None = None
         self.app = web.Application()
@@ -96,6 +97,8 @@ class ApiServerEmulator:
         self.app.router.add_get("/api/v1/nodes/{name}/status", self._get)
         self.app.router.add_patch("/api/v1/nodes/{name}", self._patch)
         self.app.router.add_patch("/api/v1/nodes/{name}/status", self._patch)
+        self.app.router.add_get("/api/v1/nodes", self._list)
+        self.app.router.add_get("/api/v1/pods", self._list)
         self._runner: web.AppRunner | None = None
 
     def register_node(self, name: str) -> None:
@@ -182,6 +185,20 @@ class ApiServerEmulator:
             node["metadata"] = merge(node["metadata"], body.get("metadata", {}))
         self._written(node)
         return web.json_response(node)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/nodes`` and ``/api/v1/pods`` (all namespaces): a v1 List."""
+        self.requests.append(Recorded("GET", request.path, "", None))
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return _status(401, "Unauthorized", "Unauthorized")
+        if self.fail_with is not None:
+            return _status(self.fail_with, "InternalError", "etcdserver: request timed out")
+        nodes = request.path.endswith("/nodes")
+        items = list(self.nodes.values()) if nodes else self.pods
+        kind = "NodeList" if nodes else "PodList"
+        return web.json_response(
+            {"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items}
+        )
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
