@@ -7,10 +7,9 @@ attacker may have crafted, and a build step that hangs must end with a message, 
 from __future__ import annotations
 
 import logging
-import resource
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,15 +43,23 @@ class Limits:
     cpu_seconds: int | None = None  # RLIMIT_CPU
     file_size: int | None = None  # RLIMIT_FSIZE, bytes: the largest file it may write
 
-    def apply(self) -> None:
-        """Set the limits on the current process (run in the child before exec)."""
-        for which, value in (
-            (resource.RLIMIT_AS, self.address_space),
-            (resource.RLIMIT_CPU, self.cpu_seconds),
-            (resource.RLIMIT_FSIZE, self.file_size),
-        ):
-            if value is not None:
-                resource.setrlimit(which, (value, value))
+    def prefix(self) -> list[str]:
+        """The ``prlimit`` command line that runs a program under these limits (or nothing).
+
+        util-linux's prlimit sets them and execs the program. A Python ``preexec_fn`` would
+        run Python code in the forked child, which is unsafe in a process with threads (gRPC,
+        the PKCS#11 lock) and breaks under gRPC's fork handlers.
+        """
+        options = [
+            f"--{name}={value}"
+            for name, value in (
+                ("as", self.address_space),
+                ("cpu", self.cpu_seconds),
+                ("fsize", self.file_size),
+            )
+            if value is not None
+        ]
+        return [_which("prlimit") or "prlimit", *options, "--"] if options else []
 
 
 # Build steps (debootstrap, apt in a chroot, mkfs of a whole disk) are long and need memory.
@@ -114,10 +121,9 @@ def _run(
     command = [str(part) for part in argv]
     command[0] = _which(command[0]) or command[0]
     log.debug("%s: %s", step, " ".join(command))
-    preexec: Callable[[], None] = limits.apply
     try:
         return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            command, timeout=limits.timeout, preexec_fn=preexec, check=False, **options
+            [*limits.prefix(), *command], timeout=limits.timeout, check=False, **options
         )
     except subprocess.TimeoutExpired:
         raise ImageBuildError(
