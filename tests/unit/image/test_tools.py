@@ -20,7 +20,8 @@ def test_a_reading_program_runs_under_the_read_limits() -> None:
 
 def test_a_program_over_its_file_size_limit_fails_with_one_line(tmp_path) -> None:
     tiny = Limits(timeout=60, file_size=4096)
-    with pytest.raises(ImageBuildError, match=r"^write failed: dd: killed by signal 25 \(a resource limit\?\)$"):
+    refused = r"^write failed: dd: killed by signal 25 \(a resource limit\?\)$"  # SIGXFSZ
+    with pytest.raises(ImageBuildError, match=refused):
         run(
             "write",
             ["dd", "if=/dev/zero", f"of={tmp_path / 'out'}", "bs=64k", "count=1"],
