@@ -14,6 +14,7 @@ import builtins
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -115,7 +116,7 @@ class TokenSession:
 
     def _login(self, lib: Library) -> None:
         try:
-            token = lib.get_token(token_label=self.token_label)
+            token = _get_token(lib, self.token_label)
         except pkcs11.NoSuchToken:
             raise TokenUnavailableError(
                 f"no token labelled {self.token_label!r} in PKCS#11 module {self.module}"
@@ -198,3 +199,20 @@ def _no_space(directory: Path) -> bool:
     except OSError:
         return False
     return stats.f_bavail * stats.f_frsize < 64 * 1024
+
+
+# SoftHSM2 answers C_GetTokenInfo with CKR_GENERAL_ERROR while another process is
+# rewriting the token's files (seen with eight `scm keys generate` at once): a transient
+# state, so reading the token is retried for about two seconds before it counts.
+_TOKEN_READ_RETRIES = 8
+
+
+def _get_token(lib: Library, token_label: str) -> Any:
+    for attempt in range(_TOKEN_READ_RETRIES):
+        try:
+            return lib.get_token(token_label=token_label)
+        except pkcs11.GeneralError:
+            if attempt == _TOKEN_READ_RETRIES - 1:
+                raise
+            time.sleep(min(0.02 * 2**attempt, 0.5))
+    raise AssertionError("unreachable")
