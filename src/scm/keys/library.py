@@ -61,6 +61,15 @@ def check_module(module: str) -> None:
         raise TokenUnavailableError(f"PKCS#11 module {module} does not exist")
 
 
+def reinitialize_if_unused(module: str) -> bool:
+    """Finalise and initialise ``module`` again so it re-reads its tokens; False if in use."""
+    entry = _loaded.get(module)
+    if entry is None or entry.users:
+        return False
+    entry.lib.reinitialize()
+    return True
+
+
 def release(module: str) -> None:
     """One keystore stopped using ``module``; it stays loaded for the next one."""
     entry = _loaded.get(module)

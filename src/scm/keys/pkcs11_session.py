@@ -107,19 +107,35 @@ class TokenSession:
     # -- session handling (under the lock) -----------------------------------------------
 
     def _open(self) -> None:
-        self._lib = library.acquire(self.module, self._softhsm_conf)
-        try:
-            self._login(self._lib)
-        except BaseException:
-            library.release(self.module)
-            raise
+        for attempt in range(_TOKEN_READ_RETRIES):
+            self._lib = library.acquire(self.module, self._softhsm_conf)
+            try:
+                self._login(self._lib)
+                return
+            except _TokenInFlux as exc:
+                library.release(self.module)
+                last = attempt == _TOKEN_READ_RETRIES - 1
+                # SoftHSM2 reads its token list once per initialisation: look again only
+                # through a fresh one, which no other keystore of this process may be using.
+                if last or not library.reinitialize_if_unused(self.module):
+                    raise exc.error from None
+                time.sleep(min(0.02 * 2**attempt, 0.5))
+            except BaseException:
+                library.release(self.module)
+                raise
 
     def _login(self, lib: Library) -> None:
         try:
-            token = _get_token(lib, self.token_label)
+            token = lib.get_token(token_label=self.token_label)
         except pkcs11.NoSuchToken:
-            raise TokenUnavailableError(
-                f"no token labelled {self.token_label!r} in PKCS#11 module {self.module}"
+            raise _TokenInFlux(
+                TokenUnavailableError(
+                    f"no token labelled {self.token_label!r} in PKCS#11 module {self.module}"
+                )
+            ) from None
+        except pkcs11.GeneralError:
+            raise _TokenInFlux(
+                TokenUnavailableError(f"cannot read token {self.token_label!r}: GeneralError")
             ) from None
         except pkcs11.MultipleTokensReturned:
             raise TokenUnavailableError(
@@ -136,6 +152,10 @@ class TokenSession:
             ) from None
         except pkcs11.PinLocked:
             raise TokenLoginError(f"the PIN of token {self.token_label!r} is locked") from None
+        except pkcs11.GeneralError:
+            raise _TokenInFlux(
+                TokenUnavailableError(f"cannot open token {self.token_label!r}: GeneralError")
+            ) from None
         except pkcs11.PKCS11Error as exc:
             raise TokenUnavailableError(
                 f"cannot open token {self.token_label!r}: {type(exc).__name__}"
@@ -147,7 +167,10 @@ class TokenSession:
         log.warning("PKCS#11 session with token %r was lost; re-opening it", self.token_label)
         self._close_session()
         assert self._lib is not None
-        self._login(self._lib)
+        try:
+            self._login(self._lib)
+        except _TokenInFlux as exc:
+            raise exc.error from None
 
     def _close_session(self) -> None:
         self._private_keys.clear()
@@ -201,18 +224,17 @@ def _no_space(directory: Path) -> bool:
     return stats.f_bavail * stats.f_frsize < 64 * 1024
 
 
-# SoftHSM2 answers C_GetTokenInfo with CKR_GENERAL_ERROR while another process is
-# rewriting the token's files (seen with eight `scm keys generate` at once): a transient
-# state, so reading the token is retried for about two seconds before it counts.
+# While another process rewrites a SoftHSM2 token's files, C_GetTokenInfo may answer
+# CKR_GENERAL_ERROR, the slot may list no token at all, or C_OpenSession may fail (all seen
+# with eight `scm keys generate` at once): a transient state, so the token is looked for
+# again, through a fresh initialisation, for about 1.6 s before the error counts. A token
+# that really is missing costs that wait once.
 _TOKEN_READ_RETRIES = 8
 
 
-def _get_token(lib: Library, token_label: str) -> Any:
-    for attempt in range(_TOKEN_READ_RETRIES):
-        try:
-            return lib.get_token(token_label=token_label)
-        except pkcs11.GeneralError:
-            if attempt == _TOKEN_READ_RETRIES - 1:
-                raise
-            time.sleep(min(0.02 * 2**attempt, 0.5))
-    raise AssertionError("unreachable")
+class _TokenInFlux(Exception):
+    """The token could not be read; maybe another process is rewriting it."""
+
+    def __init__(self, error: TokenUnavailableError) -> None:
+        super().__init__(str(error))
+        self.error = error
