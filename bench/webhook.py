@@ -244,7 +244,7 @@ def main() -> None:
         tls_args = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
         processes = {
             "scm": subprocess.Popen(
-                [scm, "kube", "webhook", "--host", "127.0.0.1", "--port", str(scm_port), *tls_args]
+                [scm, "kube", "webhook", "--listen", f"127.0.0.1:{scm_port}", *tls_args]
             ),
             "floor": subprocess.Popen(
                 [sys.executable, __file__, "--floor", str(floor_port), str(tls.cert), str(tls.key)]
