@@ -269,15 +269,12 @@ class _Summary:
     def software(self, port: int, leaf: x509.Certificate, out: TextIO) -> None:
         out.write(f"scm up: Envoy serves TLS on 127.0.0.1:{port} with a certificate from scm\n")
         self._common(out)
-        out.write(
-            "\nTry it:\n"
+        self._try_it(
+            out,
             f"  curl --cacert {self.ca_pem} https://localhost:{port}/\n"
             f"  openssl s_client -connect 127.0.0.1:{port} -CAfile {self.ca_pem} "
-            "-servername localhost -verify_return_error -brief </dev/null\n"
-            f"  curl -s {self.status_url}\n"
-            f"  console: open {self.console_url} in a browser\n"
+            "-servername localhost -verify_return_error -brief </dev/null\n",
         )
-        out.flush()
 
     def hsm(self, renderer: SecretRenderer, store: SecretStore, nack: str, out: TextIO) -> None:
         out.write("scm up: hsm key mode: the key stays in the SoftHSM token\n")
@@ -298,9 +295,18 @@ class _Summary:
             "Stock Envoy has no private key providers compiled in. A contrib Envoy with the "
             "sgx provider\nand the SGX Crypto API Toolkit token would sign with this key "
             "without ever seeing it.\n"
-            f"\nTry it:\n  curl -s {self.status_url}\n"
-            f"  console: open {self.console_url} in a browser\n"
         )
+        self._try_it(out, "")
+
+    def _try_it(self, out: TextIO, commands: str) -> None:
+        """The commands to try, unless --check is about to stop what they would reach."""
+        if self.options.check:
+            out.write("\n--check: everything answered; stopping (run without --check to try it)\n")
+        else:
+            out.write(
+                f"\nTry it:\n{commands}  curl -s {self.status_url}\n"
+                f"  console: open {self.console_url} in a browser\n"
+            )
         out.flush()
 
     def how_to_stop(self, out: TextIO) -> None:

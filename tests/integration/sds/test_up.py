@@ -181,6 +181,8 @@ def test_scm_up_keeps_its_own_token_ca_and_records_apart_from_production_state(
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
+        # nothing to try once --check has stopped the servers it would name
+        assert "Try it" not in result.stdout and "--check: everything answered" in result.stdout
 
     assert digest_tree(state_dir, skip="up") == before  # production state untouched
     up = state_dir / "up"
