@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from scm.addresses import parse_host_port
 from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
 from scm.attestation.policy import DEFAULT_POLICY, Policy
 from scm.cli.context import CliContext, pass_cli
@@ -17,7 +18,7 @@ from scm.console.serve import serve_console
 from scm.console.settings import ConsoleSettings
 from scm.console.sources import remote_metrics, remote_status
 from scm.errors import NotFoundError
-from scm.sds.daemon import parse_host_port, wait_for_stop_signal
+from scm.sds.daemon import wait_for_stop_signal
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 

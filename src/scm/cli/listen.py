@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from scm.addresses import split_host_port
+
 
 class HostPort(click.ParamType[tuple[str, int]]):
     """``HOST:PORT`` -> (host, port); port 0 asks the kernel for a free one."""
@@ -16,10 +18,10 @@ class HostPort(click.ParamType[tuple[str, int]]):
         if isinstance(value, tuple):
             return value  # a default, already converted
         text = str(value)
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or int(port) > 65535:
+        address = split_host_port(text)
+        if address is None:
             self.fail(f"{text!r} is not HOST:PORT (port 0-65535)", param, ctx)
-        return host.strip("[]"), int(port)
+        return address
 
 
 HOST_PORT = HostPort()

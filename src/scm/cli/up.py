@@ -6,8 +6,8 @@ import sys
 
 import click
 
+from scm.addresses import parse_host_port
 from scm.cli.context import CliContext, pass_cli
-from scm.sds.daemon import parse_host_port
 from scm.sds.leafkeys import KEY_MODES, SOFTWARE
 from scm.sds.up import UpOptions, run_up
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from scm.addresses import parse_host_port
 from scm.config import Settings
 from scm.errors import ConfigError, InputError, NotFoundError
 from scm.keys import Pkcs11Keystore, open_keystore
@@ -26,7 +27,6 @@ from scm.sds.daemon import (
     Running,
     SdsSettings,
     on_stop_signal,
-    parse_host_port,
     running,
 )
 from scm.sds.issuer import CertificateIssuer

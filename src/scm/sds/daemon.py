@@ -12,7 +12,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from scm.errors import ConfigError
 from scm.sds.issuer import CertificateIssuer
 from scm.sds.monitor import start_monitor
 from scm.sds.render import SecretRenderer
@@ -64,13 +63,6 @@ class SdsSettings:
     dns_names: tuple[str, ...] = ()
     attest: bool = False  # put TEE evidence in every CSR (also when [ca] requires it)
     tee_root: Path = Path("/")  # where the TEE's quote interfaces are (configfs-tsm, Gramine)
-
-
-def parse_host_port(text: str, option: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"{option} {text!r}: expected HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 @dataclass
