@@ -5,8 +5,8 @@ descriptor blocks even in the process that holds the first. A command such as ``
 holds the lock around the whole operation and calls keystore methods that take it again
 for their own check-and-create; this wrapper lets the inner calls join the outer hold.
 Threads of one process take turns; the file lock is held while any of them is inside.
-Code that took the plain ``state_lock`` itself is joined too (the kernel's lock table says
-this process holds the file), so it never waits for itself.
+Every change to the state directory takes this, never the plain ``state_lock``, so code
+of one process never waits for itself.
 Always take it *before* the PKCS#11 lock, never while holding it, so the two cannot
 deadlock.
 """
@@ -14,7 +14,6 @@ deadlock.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from scm.errors import ConfigError
 from scm.files import storage_error
-from scm.statelock import DEFAULT_TIMEOUT, STATE_LOCK_NAME, LockBusyError, state_lock
+from scm.statelock import DEFAULT_TIMEOUT, LockBusyError, state_lock
 
 
 @dataclass
@@ -47,8 +46,7 @@ def mutating(state_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None
     try:
         if hold.depth == 0:
             _make_directory(state_dir)
-            if not _held_by_this_process(state_dir / STATE_LOCK_NAME):
-                hold.release.enter_context(state_lock(state_dir, timeout))
+            hold.release.enter_context(state_lock(state_dir, timeout))
         hold.depth += 1
         try:
             yield
@@ -68,27 +66,3 @@ def _make_directory(state_dir: Path) -> None:
         raise storage_error(exc, state_dir) or ConfigError(
             f"cannot create the state directory {state_dir}: {exc.strerror}"
         ) from None
-
-
-def _held_by_this_process(lock_file: Path) -> bool:
-    """Whether this process holds ``lock_file`` already through a plain ``state_lock``.
-
-    Code that holds :func:`scm.statelock.state_lock` and calls keystore changes would
-    otherwise wait for itself. The kernel's table of locks says who holds which file.
-    """
-    try:
-        inode = lock_file.stat().st_ino
-        table = Path("/proc/locks").read_text()
-    except OSError:
-        return False
-    pid = str(os.getpid())
-    for line in table.splitlines():
-        fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
-        if (
-            len(fields) >= 6
-            and (fields[1], fields[4]) == ("FLOCK", pid)
-            and fields[5].rsplit(":", 1)[-1] == str(inode)
-        ):
-            return True
-    return False

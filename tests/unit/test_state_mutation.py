@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from scm.sds.records import CredentialRecords
 from scm.state_mutation import mutating
 from scm.statelock import LockBusyError, state_lock
 
@@ -65,9 +66,9 @@ def test_another_process_is_refused_with_the_holder_pid(tmp_path: Path) -> None:
     assert f"(pid {os.getpid()})" in out
 
 
-def test_joins_a_plain_state_lock_held_by_this_process(tmp_path: Path) -> None:
-    """Code holding scm.statelock.state_lock may call keystore changes without waiting."""
-    with state_lock(tmp_path, timeout=0), mutating(tmp_path, timeout=0):
+def test_a_records_lock_holder_may_change_keys_without_waiting(tmp_path: Path) -> None:
+    """The SDS records hold the state lock and retire keys inside it: they join, not wait."""
+    with CredentialRecords(tmp_path / "sds").locked(), mutating(tmp_path, timeout=0):
         pass
     with mutating(tmp_path, timeout=0):  # and nothing is left held
         pass

@@ -3,7 +3,7 @@
 A CSR's evidence is fresh for ``attestation_max_age`` after its nonce was made; within that
 window the same CSR must not yield a second certificate. The ledger is a file under the state
 directory, one line per nonce (``<expiry, Unix seconds> <SHA-256 of the nonce, hex>``),
-appended under the state directory's lock (:func:`scm.statelock.state_lock`), so every CA
+appended under the state directory's lock (:func:`scm.state_mutation.mutating`), so every CA
 process sharing the state directory sees every claim, and a restart forgets nothing.
 
 Each process keeps the live entries in memory and reads only what other processes appended
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from scm.errors import ConfigError
 from scm.files import write_atomic
-from scm.statelock import state_lock
+from scm.state_mutation import mutating
 
 LEDGER_NAME = "attestation-nonces"
 # Live nonces kept at most (each ~150 bytes in memory, 76 on disk): 100,000 certificates per
@@ -66,7 +66,7 @@ class NonceLedger:
             raise ConfigError(
                 f"cannot create the state directory {self.path.parent}: {exc.strerror}"
             ) from None
-        with state_lock(self.path.parent):
+        with mutating(self.path.parent):
             self._catch_up()
             if not self._claim_in_memory(digest, expires, now):
                 return False

@@ -29,7 +29,7 @@ from cryptography import x509
 
 from scm.files import write_atomic
 from scm.sds.credentials import certificates_pem
-from scm.statelock import state_lock
+from scm.state_mutation import mutating
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class CredentialRecords:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the state directory's lock (the parent of the records directory)."""
-        with state_lock(self.directory.parent):
+        with mutating(self.directory.parent):
             yield
 
     def load(self, name: str) -> IssuedRecord | None:
