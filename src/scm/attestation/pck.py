@@ -1,7 +1,9 @@
 """The Intel SGX extension of PCK certificates: FMSPC, PCE ID and the platform's TCB.
 
-The extension (OID 1.2.840.113741.1.13.1) is a DER ``SEQUENCE OF SEQUENCE { OID, value }``;
-`cryptography` hands it over undecoded, so this module reads the few DER shapes it uses.
+The extension (OID 1.2.840.113741.1.13.1) is a DER ``SEQUENCE OF SEQUENCE { OID, value }``.
+It is found in the certificate's signed TBS bytes by :mod:`scm.attestation.der` (asking
+`cryptography` for ``extensions`` would decode every extension into Python objects first), and
+this module reads the few DER shapes it uses.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
+from scm.attestation import der
 from scm.attestation.errors import CollateralError
 
 SGX_EXTENSION_OID = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
@@ -36,18 +39,21 @@ class PckExtension:
 
 def pck_extension(cert: x509.Certificate) -> PckExtension:
     """Read the SGX extension of a PCK certificate."""
+    return sgx_extension(cert.tbs_certificate_bytes)
+
+
+def sgx_extension(tbs: bytes) -> PckExtension:
+    """Read the SGX extension from a PCK certificate's TBSCertificate DER."""
     try:
-        ext = cert.extensions.get_extension_for_oid(SGX_EXTENSION_OID)
-    except x509.ExtensionNotFound:
-        raise CollateralError("PCK certificate has no Intel SGX extension") from None
-    value = ext.value
-    if not isinstance(value, x509.UnrecognizedExtension):
-        raise CollateralError("PCK certificate's SGX extension has an unexpected form")
+        data = der.extension_value(tbs, _OID_PREFIX)
+    except ValueError as exc:
+        raise CollateralError(f"PCK certificate's extensions are malformed: {exc}") from None
+    if data is None:
+        raise CollateralError("PCK certificate has no Intel SGX extension")
     try:
-        data = value.value
-        fields = _named_fields(data, *_only_sequence(data))
+        fields = _named_fields(data, *der.only_sequence(data))
         tag, start, end = fields[_TCB]
-        if tag != 0x30:
+        if tag != der.SEQUENCE:
             raise ValueError("the TCB field is not a SEQUENCE")
         tcb = _named_fields(data, start, end)
         components = tuple(_integer(data, tcb[i]) for i in range(1, 17))
@@ -62,45 +68,17 @@ def pck_extension(cert: x509.Certificate) -> PckExtension:
         raise CollateralError(f"PCK certificate's SGX extension is malformed: {exc}") from None
 
 
-# Positions, not copies: the extension is walked once per new platform, field by field.
-_Span = tuple[int, int, int]  # tag, start of content, end of content
-
-
-def _header(data: bytes, pos: int, limit: int) -> _Span:
-    """(tag, content start, content end) of the DER element at ``pos``, inside ``limit``."""
-    if pos + 2 > limit:
-        raise ValueError("truncated element")
-    tag, length = data[pos], data[pos + 1]
-    pos += 2
-    if length & 0x80:
-        count = length & 0x7F
-        if count == 0 or count > 4 or pos + count > limit:
-            raise ValueError("bad length")
-        length = int.from_bytes(data[pos : pos + count], "big")
-        pos += count
-    if pos + length > limit:
-        raise ValueError("element runs past its container")
-    return tag, pos, pos + length
-
-
-def _only_sequence(data: bytes) -> tuple[int, int]:
-    tag, start, end = _header(data, 0, len(data))
-    if tag != 0x30 or end != len(data):
-        raise ValueError("expected one SEQUENCE")
-    return start, end
-
-
-def _named_fields(data: bytes, pos: int, end: int) -> dict[int, _Span]:
+def _named_fields(data: bytes, pos: int, end: int) -> dict[int, der.Span]:
     """Map the last arc of each ``SEQUENCE { Intel SGX OID, value }`` to its value's span."""
-    fields: dict[int, _Span] = {}
+    fields: dict[int, der.Span] = {}
     while pos < end:
-        tag, start, stop = _header(data, pos, end)
+        tag, start, stop = der.header(data, pos, end)
         if tag != 0x30:
             raise ValueError("expected a SEQUENCE")
-        oid_tag, oid_start, oid_end = _header(data, start, stop)
+        oid_tag, oid_start, oid_end = der.header(data, start, stop)
         if oid_tag != 0x06 or data[oid_start : oid_end - 1] not in _PREFIXES:
             raise ValueError("expected an Intel SGX OID and a value")
-        value = _header(data, oid_end, stop)
+        value = der.header(data, oid_end, stop)
         if value[2] != stop:
             raise ValueError("expected an Intel SGX OID and a value")
         fields[data[oid_end - 1]] = value
@@ -108,14 +86,14 @@ def _named_fields(data: bytes, pos: int, end: int) -> dict[int, _Span]:
     return fields
 
 
-def _integer(data: bytes, span: _Span) -> int:
+def _integer(data: bytes, span: der.Span) -> int:
     tag, start, end = span
     if tag != 0x02:
         raise ValueError("expected an INTEGER")
     return int.from_bytes(data[start:end], "big", signed=False)
 
 
-def _octets(data: bytes, span: _Span) -> bytes:
+def _octets(data: bytes, span: der.Span) -> bytes:
     tag, start, end = span
     if tag != 0x04:
         raise ValueError("expected an OCTET STRING")

@@ -3,6 +3,11 @@
 Every check here is a pure function of the bytes it is given, so results are cached by content
 (bounded LRU caches). What depends on the time of verification is returned as validity windows
 that the caller checks on every use: a cached result never outlives its certificates or CRLs.
+
+Every P-256 signature goes through :func:`ecdsa_verify`, one OpenSSL verification each. A
+certificate link is checked with the issuer's key, loaded once per CA, over the child's signed
+TBS bytes, whose issuer name and signature algorithm are read by :mod:`scm.attestation.der`
+(``verify_directly_issued_by`` would load the issuer's key and build both names every time).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from scm.attestation import der
 
 # The Intel SGX Root CA (CN=Intel SGX Root CA, O=Intel Corporation; valid 2018-05-21 to
 # 2049-12-31; SHA-256 fingerprint 44:A0:19:6B:...:74:D3). Trust is pinned to its key and name,
@@ -42,6 +49,8 @@ _ROOT_PEM_BLOCK = INTEL_SGX_ROOT_CA_PEM.strip()
 _ROOT_SPKI = INTEL_SGX_ROOT_CA.public_key().public_bytes(
     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 )
+_ROOT_DER = der.pem_blocks(INTEL_SGX_ROOT_CA_PEM)[0]
+_ROOT_SUBJECT = der.certificate_names(der.signed_parts(_ROOT_DER).tbs).subject
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # Collateral is per FMSPC and TCB evaluation number: a fleet has few of each. Links are
 # CA-to-CA signatures (a handful of Intel CAs); attestation keys are one per platform's QE.
@@ -86,31 +95,68 @@ class Window:
         return f"certificate {_subject(self.cert)} in {self.what}" if self.cert else self.what
 
 
+class ChainCert:
+    """A certificate of a chain: its DER, what of it was signed, its names and its object.
+
+    Hashed and compared by DER, so that CA results can be cached by content.
+    """
+
+    __slots__ = ("cert", "der", "names", "signed")
+
+    def __init__(self, data: bytes) -> None:
+        self.der = data
+        self.signed = der.signed_parts(data)
+        self.names = der.certificate_names(self.signed.tbs)
+        self.cert = x509.load_der_x509_certificate(data)
+
+    def __hash__(self) -> int:
+        return hash(self.der)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChainCert) and other.der == self.der
+
+
 @dataclass(frozen=True)
 class Chain:
     """A certificate chain verified up to the pinned root: leaf first, root excluded."""
 
-    certs: tuple[x509.Certificate, ...]
+    members: tuple[ChainCert, ...]
     windows: tuple[Window, ...]
 
     @property
+    def certs(self) -> tuple[x509.Certificate, ...]:
+        return tuple(member.cert for member in self.members)
+
+    @property
     def leaf(self) -> x509.Certificate:
-        return self.certs[0]
+        return self.members[0].cert
 
     @property
     def root_issued(self) -> x509.Certificate:
         """The certificate the root signed directly: what the root CA CRL can revoke."""
-        return self.certs[-1]
+        return self.members[-1].cert
 
 
 @dataclass(frozen=True)
 class RevocationLists:
-    """The root CA CRL and a PCK CA CRL, both verified; serials are the revoked ones."""
+    """The root CA CRL and a PCK CA CRL, both verified.
 
-    root_revoked: frozenset[int]
+    Revoked serials are looked up in the CRLs themselves (a scan in `cryptography`'s Rust
+    code): building a Python set of every entry cost more than all the lookups a CRL gets.
+    """
+
+    root_crl: x509.CertificateRevocationList
+    pck_crl: x509.CertificateRevocationList
     pck_issuer: bytes  # DER of the PCK CRL's issuer name
-    pck_revoked: frozenset[int]
     windows: tuple[Window, ...]
+
+    def root_revokes(self, serial: int) -> bool:
+        """The root CA CRL lists ``serial`` (a CA directly under the root)."""
+        return self.root_crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+    def pck_revokes(self, serial: int) -> bool:
+        """The PCK CA's CRL lists ``serial`` (a PCK certificate)."""
+        return self.pck_crl.get_revoked_certificate_by_serial_number(serial) is not None
 
 
 def check_windows(windows: tuple[Window, ...], now: int) -> None:
@@ -136,13 +182,24 @@ def raw_signature_to_der(signature: bytes) -> bytes:
     )
 
 
+def ecdsa_verify(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
+    """True when the DER ECDSA-SHA256 ``signature`` over ``data`` verifies with ``key``.
+
+    The one place a signature is checked: one call into OpenSSL, nothing else.
+    """
+    try:
+        key.verify(signature, data, _ECDSA_SHA256)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 def verify_raw_signature(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
     """True when ``signature`` (raw r || s) over ``data`` verifies with ``key``."""
     try:
-        key.verify(raw_signature_to_der(signature), data, _ECDSA_SHA256)
-    except (InvalidSignature, TrustError):
+        return ecdsa_verify(key, raw_signature_to_der(signature), data)
+    except TrustError:
         return False
-    return True
 
 
 @lru_cache(maxsize=PLATFORM_CACHE_SIZE)
@@ -174,7 +231,9 @@ def verify_chain(pem: bytes, what: str) -> Chain:
     # The pinned root, byte for byte as Intel ships it, need not be parsed: it is trusted as is.
     pem = pem.replace(_ROOT_PEM_BLOCK, b"")
     try:
-        certs = x509.load_pem_x509_certificates(pem)
+        certs = [ChainCert(block) for block in der.pem_blocks(pem)]
+        if not certs:
+            raise ValueError("no certificate")
     except (ValueError, x509.InvalidVersion) as exc:
         raise TrustError("chain_invalid", f"{what} is not a PEM certificate chain: {exc}") from None
     try:
@@ -183,11 +242,11 @@ def verify_chain(pem: bytes, what: str) -> Chain:
         windows = tuple(
             Window(
                 what,
-                int(cert.not_valid_before_utc.timestamp()),
-                int(cert.not_valid_after_utc.timestamp()),
-                cert,
+                int(member.cert.not_valid_before_utc.timestamp()),
+                int(member.cert.not_valid_after_utc.timestamp()),
+                member.cert,
             )
-            for cert in ordered
+            for member in ordered
         )
     except MALFORMED_CERTIFICATE_ERRORS as exc:
         # cryptography parses fields, keys and extensions lazily: a forged certificate that
@@ -202,55 +261,86 @@ def verify_chain(pem: bytes, what: str) -> Chain:
 verified_chain = lru_cache(maxsize=COLLATERAL_CACHE_SIZE)(verify_chain)
 
 
+@dataclass(frozen=True)
+class Issuer:
+    """What checking a signature needs from the CA that made it, read once per CA."""
+
+    key: ec.EllipticCurvePublicKey
+    subject: bytes  # DER of the CA's subject name
+
+
 @lru_cache(maxsize=LINK_CACHE_SIZE)
-def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    """``parent`` issued ``child`` (names and signature). Cached: CA links repeat endlessly."""
-    try:
-        child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
+def issuer(ca: ChainCert) -> Issuer:
+    """The key and subject of a CA certificate (Intel has a handful: cached by content)."""
+    return Issuer(ec_public_key(ca.cert), ca.names.subject)
 
 
-def _verify_link(child: x509.Certificate, parent: x509.Certificate) -> bool:
+def signed_by(child: ChainCert, parent: Issuer) -> bool:
+    """``parent`` issued ``child``: issuer name, ecdsa-with-SHA256 (inner and outer), signature."""
+    return (
+        child.names.issuer == parent.subject
+        and child.signed.algorithm == der.ECDSA_WITH_SHA256
+        and child.names.signature_algorithm == der.ECDSA_WITH_SHA256
+        and ecdsa_verify(parent.key, child.signed.signature, child.signed.tbs)
+    )
+
+
+@lru_cache(maxsize=LINK_CACHE_SIZE)
+def issued_by_root(child: ChainCert) -> bool:
+    """The pinned root issued ``child``. Cached by content: Intel's CAs repeat endlessly."""
+    return signed_by(child, _ROOT_ISSUER)
+
+
+def _verify_link(child: ChainCert, parent: ChainCert | None) -> bool:
+    """``parent`` (None: the pinned root) issued ``child``."""
     # Only the links to the root (Intel's CAs) repeat; a platform's leaf is seen once.
-    if parent is INTEL_SGX_ROOT_CA:
-        return issued_by(child, parent)
-    return issued_by.__wrapped__(child, parent)
+    if parent is None:
+        return issued_by_root(child)
+    try:
+        parent_issuer = issuer(parent)
+    except (*MALFORMED_CERTIFICATE_ERRORS, TrustError):
+        return False  # a parent whose key does not load signed nothing
+    return signed_by(child, parent_issuer)
 
 
-def _in_given_order(certs: list[x509.Certificate]) -> list[x509.Certificate] | None:
+def _in_given_order(certs: list[ChainCert]) -> list[ChainCert] | None:
     """``certs`` without the pinned root when they already run leaf to root, else None."""
-    body = [c for c in certs if c != INTEL_SGX_ROOT_CA]  # compares DER, in Rust
+    body = [c for c in certs if c.der != _ROOT_DER]
     if not body:
         return None
-    parents = [*body[1:], INTEL_SGX_ROOT_CA]
+    parents: list[ChainCert | None] = [*body[1:], None]
     return body if all(map(_verify_link, body, parents)) else None
 
 
-def _sorted_and_verified(certs: list[x509.Certificate], what: str) -> list[x509.Certificate]:
-    ordered = _linked([cert for cert in certs if not _is_root(cert)], what)
-    for child, parent in zip(ordered, [*ordered[1:], INTEL_SGX_ROOT_CA], strict=True):
+def _sorted_and_verified(certs: list[ChainCert], what: str) -> list[ChainCert]:
+    ordered = _linked([c for c in certs if not _is_root(c.cert)], what)
+    parents: list[ChainCert | None] = [*ordered[1:], None]
+    for child, parent in zip(ordered, parents, strict=True):
         if not _verify_link(child, parent):
+            signer = _subject(parent.cert if parent else INTEL_SGX_ROOT_CA)
             raise TrustError(
-                "chain_invalid", f"{what}: {_subject(child)} is not signed by {_subject(parent)}"
+                "chain_invalid", f"{what}: {_subject(child.cert)} is not signed by {signer}"
             )
     return ordered
 
 
-def _linked(certs: list[x509.Certificate], what: str) -> list[x509.Certificate]:
+def _linked(certs: list[ChainCert], what: str) -> list[ChainCert]:
     """``certs`` ordered leaf first, each issued by the next, the last by the Intel root."""
     if not certs:
         raise TrustError("chain_invalid", f"{what} has no certificate besides the root")
-    leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
+    leaves = [
+        c for c in certs if not any(o is not c and o.names.issuer == c.names.subject for o in certs)
+    ]
     if len(leaves) != 1:
         raise TrustError("chain_invalid", f"{what} does not form a single chain")
     ordered = leaves
-    while ordered[-1].issuer != INTEL_SGX_ROOT_CA.subject:
-        parents = [c for c in certs if c.subject == ordered[-1].issuer and c not in ordered]
+    while ordered[-1].names.issuer != _ROOT_SUBJECT:
+        parents = [
+            c for c in certs if c.names.subject == ordered[-1].names.issuer and c not in ordered
+        ]
         if len(parents) != 1:
             raise TrustError(
-                "chain_invalid", f"{what}: no single issuer for {_subject(ordered[-1])}"
+                "chain_invalid", f"{what}: no single issuer for {_subject(ordered[-1].cert)}"
             )
         ordered.append(parents[0])
     if len(ordered) != len(certs):
@@ -262,38 +352,40 @@ def _linked(certs: list[x509.Certificate], what: str) -> list[x509.Certificate]:
 def verified_crls(root_ca_crl: bytes, pck_crl: bytes, pck_crl_issuer_chain: str) -> RevocationLists:
     """Verify the root CA CRL with the pinned root and the PCK CRL with its issuer chain."""
     root_crl = _load_crl(root_ca_crl, "root CA CRL")
-    if not root_crl.is_signature_valid(_ROOT_KEY):
+    if not _crl_signed_by(root_ca_crl, _ROOT_ISSUER):
         raise TrustError("crl_invalid", "root CA CRL is not signed by the Intel SGX Root CA")
     issuer_chain = verified_chain(pck_crl_issuer_chain.encode(), "PCK CRL issuer chain")
     crl = _load_crl(pck_crl, "PCK CRL")
-    if crl.issuer != issuer_chain.leaf.subject or not crl.is_signature_valid(
-        ec_public_key(issuer_chain.leaf)
-    ):
+    try:
+        crl_issuer: Issuer | None = issuer(issuer_chain.members[0])
+    except (*MALFORMED_CERTIFICATE_ERRORS, TrustError):
+        crl_issuer = None
+    if crl_issuer is None or not _crl_signed_by(pck_crl, crl_issuer):
         raise TrustError("crl_invalid", "PCK CRL is not signed by its issuer chain")
-    root_revoked = frozenset(entry.serial_number for entry in root_crl)
-    if issuer_chain.leaf.serial_number in root_revoked:
+    revoked = RevocationLists(
+        root_crl=root_crl,
+        pck_crl=crl,
+        pck_issuer=crl_issuer.subject,
+        windows=(
+            _crl_window(root_crl, "root CA CRL"),
+            _crl_window(crl, "PCK CRL"),
+            *issuer_chain.windows,
+        ),
+    )
+    if revoked.root_revokes(issuer_chain.leaf.serial_number):
         raise TrustError("revoked", "the PCK CRL's issuer is revoked by the root CA CRL")
-    windows = (
-        _crl_window(root_crl, "root CA CRL"),
-        _crl_window(crl, "PCK CRL"),
-        *issuer_chain.windows,
-    )
-    return RevocationLists(
-        root_revoked=root_revoked,
-        pck_issuer=crl.issuer.public_bytes(),
-        pck_revoked=frozenset(entry.serial_number for entry in crl),
-        windows=windows,
-    )
+    return revoked
 
 
 @lru_cache(maxsize=COLLATERAL_CACHE_SIZE)
 def signed_by_leaf(pem: bytes, what: str, signature: bytes, data: bytes) -> Chain:
     """Verify ``data`` is signed (raw r || s) by the leaf of a chain that leads to the root."""
     chain = verified_chain(pem, what)
-    key = chain.leaf.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not verify_raw_signature(
-        key, signature, data
-    ):
+    try:
+        key: ec.EllipticCurvePublicKey | None = issuer(chain.members[0]).key
+    except (*MALFORMED_CERTIFICATE_ERRORS, TrustError):
+        key = None
+    if key is None or not verify_raw_signature(key, signature, data):
         raise TrustError("signature_invalid", f"signature does not verify with the leaf of {what}")
     return chain
 
@@ -306,7 +398,7 @@ def ec_public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     return key
 
 
-_ROOT_KEY = ec_public_key(INTEL_SGX_ROOT_CA)  # the pinned root's key, read once
+_ROOT_ISSUER = Issuer(ec_public_key(INTEL_SGX_ROOT_CA), _ROOT_SUBJECT)  # the pinned root, read once
 
 
 def _is_root(cert: x509.Certificate) -> bool:
@@ -323,11 +415,26 @@ def _is_root(cert: x509.Certificate) -> bool:
     return spki == _ROOT_SPKI
 
 
-def _load_crl(der: bytes, what: str) -> x509.CertificateRevocationList:
+def _load_crl(data: bytes, what: str) -> x509.CertificateRevocationList:
     try:
-        return x509.load_der_x509_crl(der)
+        return x509.load_der_x509_crl(data)
     except ValueError as exc:
         raise TrustError("crl_invalid", f"{what} is not a DER CRL: {exc}") from None
+
+
+def _crl_signed_by(data: bytes, parent: Issuer) -> bool:
+    """Like :func:`signed_by`, for a DER CRL (that `cryptography` has already loaded)."""
+    try:
+        signed = der.signed_parts(data)
+        names = der.crl_names(signed.tbs)
+    except ValueError:
+        return False
+    return (
+        names.issuer == parent.subject
+        and signed.algorithm == der.ECDSA_WITH_SHA256
+        and names.signature_algorithm == der.ECDSA_WITH_SHA256
+        and ecdsa_verify(parent.key, signed.signature, signed.tbs)
+    )
 
 
 def _crl_window(crl: x509.CertificateRevocationList, what: str) -> Window:

@@ -31,7 +31,7 @@ from scm.attestation import tcb, tdx
 from scm.attestation.cache import DigestCache
 from scm.attestation.collateral import Collateral
 from scm.attestation.errors import CollateralError, QuoteFormatError
-from scm.attestation.pck import PckExtension, pck_extension
+from scm.attestation.pck import PckExtension, sgx_extension
 from scm.attestation.quote import EnclaveReport, Quote, Report, TdReport, parse_quote
 from scm.attestation.trust import (
     COLLATERAL_CACHE_SIZE,
@@ -42,7 +42,8 @@ from scm.attestation.trust import (
     attestation_public_key,
     check_windows,
     ec_public_key,
-    issued_by,
+    issued_by_root,
+    issuer,
     signed_by_leaf,
     verified_chain,
     verified_crls,
@@ -118,7 +119,8 @@ def clear_caches() -> None:
         verified_crls,
         signed_by_leaf,
         attestation_public_key,
-        issued_by,
+        issuer,
+        issued_by_root,
     ):
         cached.cache_clear()
 
@@ -136,9 +138,9 @@ def _verify_chain_of_trust(quote: Quote, collateral: Collateral, now: int) -> tc
         raise _Rejected(
             "collateral_mismatch", "the PCK CRL is from another CA than the PCK certificate"
         )
-    if platform.leaf_serial in crls.pck_revoked:
+    if crls.pck_revokes(platform.leaf_serial):
         raise _Rejected("revoked", "the PCK certificate is revoked")
-    if platform.ca_serial in crls.root_revoked:
+    if crls.root_revokes(platform.ca_serial):
         raise _Rejected("revoked", "the PCK CA certificate is revoked")
     _in_time(checked.info_windows, now)
     _in_time(checked.identity_windows, now)
@@ -233,8 +235,8 @@ def _checked_collateral(collateral: Collateral) -> _CheckedCollateral:
         ),
         {"chain_invalid": "collateral_chain_invalid"},
     )
-    info, info_windows = _signed_collateral(collateral, "tcb_info", crls.root_revoked)
-    identity, identity_windows = _signed_collateral(collateral, "qe_identity", crls.root_revoked)
+    info, info_windows = _signed_collateral(collateral, "tcb_info", crls)
+    identity, identity_windows = _signed_collateral(collateral, "qe_identity", crls)
     assert isinstance(info, tcb.TcbInfo) and isinstance(identity, tcb.QeIdentity)
     return _CheckedCollateral(crls, info, identity, info_windows, identity_windows)
 
@@ -291,14 +293,14 @@ def _new_platform(digest: bytes, pem: bytes) -> _Platform:
         # The PCK chain is quote data: a certificate that does not parse is a malformed quote.
         reason = "malformed_quote" if exc.reason == "chain_malformed" else "pck_chain_invalid"
         raise _Rejected(reason, str(exc)) from None
-    if len(chain.certs) != 2:
+    if len(chain.members) != 2:
         raise _Rejected(
             "pck_chain_invalid", "the PCK chain must be PCK certificate, PCK CA and root"
         )
+    leaf, ca = chain.members
     try:
-        pck = pck_extension(chain.leaf)
-        key = ec_public_key(chain.leaf)
-        issuer = chain.leaf.issuer.public_bytes()
+        pck = sgx_extension(leaf.signed.tbs)
+        key = ec_public_key(leaf.cert)
     except (CollateralError, TrustError, ValueError, TypeError) as exc:
         raise _Rejected("pck_chain_invalid", str(exc)) from None
     # Certificates are not kept (memory): windows name them by their place in the chain.
@@ -306,8 +308,9 @@ def _new_platform(digest: bytes, pem: bytes) -> _Platform:
         Window(f"the {name} of the quote", w.not_before, w.not_after)
         for name, w in zip(_PCK_CERTS, chain.windows, strict=True)
     )
-    leaf, ca = chain.certs
-    return _Platform(digest, pck, key, issuer, leaf.serial_number, ca.serial_number, windows)
+    return _Platform(
+        digest, pck, key, leaf.names.issuer, leaf.cert.serial_number, ca.cert.serial_number, windows
+    )
 
 
 def _qe_report_signed(platform: _Platform, qe_report: bytes, signature: bytes) -> bool:
@@ -321,7 +324,7 @@ def _qe_report_signed(platform: _Platform, qe_report: bytes, signature: bytes) -
 
 
 def _signed_collateral(
-    collateral: Collateral, kind: str, root_revoked: frozenset[int]
+    collateral: Collateral, kind: str, crls: RevocationLists
 ) -> tuple[tcb.TcbInfo | tcb.QeIdentity, tuple[Window, ...]]:
     """Verify TCB Info or QE Identity: chain, revocation, signature; and their windows."""
     what = "TCB Info" if kind == "tcb_info" else "QE Identity"
@@ -340,7 +343,7 @@ def _signed_collateral(
             else "collateral_chain_invalid"
         )
         raise _Rejected(reason, str(exc)) from None
-    if chain.root_issued.serial_number in root_revoked:
+    if crls.root_revokes(chain.root_issued.serial_number):
         raise _Rejected("revoked", f"the {what} signing certificate is revoked")
     try:
         model = _parse_tcb_info(text) if kind == "tcb_info" else _parse_qe_identity(text)
