@@ -10,11 +10,11 @@ identity, see :mod:`scm.attestation.tdx`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from scm.attestation import tcb_json
 from scm.attestation.errors import CollateralError
 
 UP_TO_DATE = "UpToDate"
@@ -148,46 +148,43 @@ class NoMatchingLevel(Exception):
 
 def parse_tcb_info(text: str) -> TcbInfo:
     """Parse the signed ``tcbInfo`` JSON object (version 2 or 3)."""
-    doc = _load(text, "TCB Info")
     try:
-        version = int(doc["version"])
-        levels = tuple(_tcb_level(level, version) for level in doc["tcbLevels"])
-        module = doc.get("tdxModule")
-        identities = doc.get("tdxModuleIdentities") or []
+        doc = tcb_json.TCB_INFO.decode(text)
+        module = doc.tdxModule
         return TcbInfo(
-            id=str(doc.get("id", "SGX")),
-            version=version,
-            issue_date=parse_time(doc["issueDate"]),
-            next_update=parse_time(doc["nextUpdate"]),
-            fmspc=bytes.fromhex(doc["fmspc"]),
-            pce_id=bytes.fromhex(doc["pceId"]),
-            levels=levels,
-            tdx_module=_module_identity({**module, "id": "", "tcbLevels": []}) if module else None,
-            tdx_module_identities=tuple(_module_identity(m) for m in identities),
+            id=doc.id,
+            version=doc.version,
+            issue_date=parse_time(doc.issueDate),
+            next_update=parse_time(doc.nextUpdate),
+            fmspc=bytes.fromhex(doc.fmspc),
+            pce_id=bytes.fromhex(doc.pceId),
+            levels=tuple(_tcb_level(level, doc.version) for level in doc.tcbLevels),
+            tdx_module=_module_identity(module, with_levels=False) if module else None,
+            tdx_module_identities=tuple(_module_identity(m) for m in doc.tdxModuleIdentities or ()),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CollateralError(f"TCB Info is malformed: {_describe(exc)}") from None
+    except (*tcb_json.ERRORS, ValueError) as exc:
+        raise CollateralError(f"TCB Info is malformed: {exc}") from None
 
 
 def parse_qe_identity(text: str) -> QeIdentity:
     """Parse the signed ``enclaveIdentity`` JSON object (version 2)."""
-    doc = _load(text, "QE Identity")
     try:
+        doc = tcb_json.QE_IDENTITY.decode(text)
         return QeIdentity(
-            id=str(doc["id"]),
-            version=int(doc["version"]),
-            issue_date=parse_time(doc["issueDate"]),
-            next_update=parse_time(doc["nextUpdate"]),
-            misc_select=int.from_bytes(bytes.fromhex(doc["miscselect"]), "big"),
-            misc_select_mask=int.from_bytes(bytes.fromhex(doc["miscselectMask"]), "big"),
-            attributes=bytes.fromhex(doc["attributes"]),
-            attributes_mask=bytes.fromhex(doc["attributesMask"]),
-            mr_signer=bytes.fromhex(doc["mrsigner"]),
-            isv_prod_id=int(doc["isvprodid"]),
-            levels=tuple(_module_level(level) for level in doc["tcbLevels"]),
+            id=doc.id,
+            version=doc.version,
+            issue_date=parse_time(doc.issueDate),
+            next_update=parse_time(doc.nextUpdate),
+            misc_select=int.from_bytes(bytes.fromhex(doc.miscselect), "big"),
+            misc_select_mask=int.from_bytes(bytes.fromhex(doc.miscselectMask), "big"),
+            attributes=bytes.fromhex(doc.attributes),
+            attributes_mask=bytes.fromhex(doc.attributesMask),
+            mr_signer=bytes.fromhex(doc.mrsigner),
+            isv_prod_id=doc.isvprodid,
+            levels=tuple(_module_level(level) for level in doc.tcbLevels),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CollateralError(f"QE Identity is malformed: {_describe(exc)}") from None
+    except (*tcb_json.ERRORS, ValueError) as exc:
+        raise CollateralError(f"QE Identity is malformed: {exc}") from None
 
 
 def parse_time(text: str) -> datetime:
@@ -283,59 +280,47 @@ def _below(have: tuple[int, ...], need: tuple[int, ...]) -> bool:
     return any(h < n for h, n in zip(have, need, strict=False))
 
 
-def _load(text: str, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise CollateralError(f"{what} is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise CollateralError(f"{what} is not a JSON object")
-    return doc
-
-
 def _status(value: Any) -> str:
     if value not in COLLATERAL_STATUSES:
         raise ValueError(f"unknown TCB status {value!r}")
     return str(value)
 
 
-def _tcb_level(level: dict[str, Any], version: int) -> TcbLevel:
-    tcb = level["tcb"]
+def _tcb_level(level: tcb_json.Level, version: int) -> TcbLevel:
+    tcb = level.tcb
     if version >= 3:
-        sgx = tuple(int(c["svn"]) for c in tcb["sgxtcbcomponents"])
-        tdx = tuple(int(c["svn"]) for c in tcb.get("tdxtcbcomponents", ()))
+        if tcb.sgxtcbcomponents is None:
+            raise ValueError("a TCB level has no sgxtcbcomponents")
+        sgx = tuple(c.svn for c in tcb.sgxtcbcomponents)
+        tdx = tuple(c.svn for c in tcb.tdxtcbcomponents)
     else:
-        sgx = tuple(int(tcb[f"sgxtcbcomp{i:02d}svn"]) for i in range(1, 17))
+        sgx = tcb.v2_components()
         tdx = ()
     if len(sgx) != 16:
         raise ValueError(f"a TCB level has {len(sgx)} SGX components, not 16")
     return TcbLevel(
         sgx_components=sgx,
-        pce_svn=int(tcb["pcesvn"]),
+        pce_svn=tcb.pcesvn,
         tdx_components=tdx,
-        status=_status(level["tcbStatus"]),
-        date=str(level.get("tcbDate", "")),
-        advisory_ids=tuple(level.get("advisoryIDs", ())),
+        status=_status(level.tcbStatus),
+        date=level.tcbDate,
+        advisory_ids=tuple(level.advisoryIDs),
     )
 
 
-def _module_level(level: dict[str, Any]) -> ModuleLevel:
+def _module_level(level: tcb_json.ModuleLevel) -> ModuleLevel:
     return ModuleLevel(
-        isv_svn=int(level["tcb"]["isvsvn"]),
-        status=_status(level["tcbStatus"]),
-        advisory_ids=tuple(level.get("advisoryIDs", ())),
+        isv_svn=level.tcb.isvsvn,
+        status=_status(level.tcbStatus),
+        advisory_ids=tuple(level.advisoryIDs),
     )
 
 
-def _module_identity(doc: dict[str, Any]) -> TdxModuleIdentity:
+def _module_identity(doc: tcb_json.ModuleIdentity, with_levels: bool = True) -> TdxModuleIdentity:
     return TdxModuleIdentity(
-        id=str(doc["id"]),
-        mr_signer=bytes.fromhex(doc["mrsigner"]),
-        attributes=bytes.fromhex(doc["attributes"]),
-        attributes_mask=bytes.fromhex(doc["attributesMask"]),
-        levels=tuple(_module_level(level) for level in doc["tcbLevels"]),
+        id=doc.id if with_levels else "",
+        mr_signer=bytes.fromhex(doc.mrsigner),
+        attributes=bytes.fromhex(doc.attributes),
+        attributes_mask=bytes.fromhex(doc.attributesMask),
+        levels=tuple(_module_level(level) for level in doc.tcbLevels) if with_levels else (),
     )
-
-
-def _describe(exc: Exception) -> str:
-    return f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
