@@ -90,22 +90,29 @@ def signed_parts(data: bytes) -> Signed:
     return Signed(tbs, data[tbs_end:algorithm_end], data[start + 1 : stop])
 
 
-def pem_blocks(text: bytes, label: bytes = b"CERTIFICATE") -> list[bytes]:
-    """The DER of every ``label`` PEM block in ``text``, in order (other text is ignored)."""
+def pem_bodies(text: bytes, label: bytes = b"CERTIFICATE") -> list[bytes]:
+    """The base64 text of every ``label`` PEM block in ``text``, whitespace removed, in order.
+
+    Other text is ignored. Decode a body with :func:`base64_der`.
+    """
     begin, end = b"-----BEGIN " + label + b"-----", b"-----END " + label + b"-----"
-    blocks: list[bytes] = []
+    bodies: list[bytes] = []
     pos = text.find(begin)
     while pos >= 0:
         stop = text.find(end, pos)
         if stop < 0:
             raise ValueError("a PEM block has no end line")
-        body = b"".join(text[pos + len(begin) : stop].split())
-        try:
-            blocks.append(binascii.a2b_base64(body, strict_mode=True))
-        except binascii.Error as exc:
-            raise ValueError(f"a PEM block is not base64: {exc}") from None
+        bodies.append(b"".join(text[pos + len(begin) : stop].split()))
         pos = text.find(begin, stop)
-    return blocks
+    return bodies
+
+
+def base64_der(body: bytes) -> bytes:
+    """The DER a PEM body holds; ValueError when it is not strict base64."""
+    try:
+        return binascii.a2b_base64(body, strict_mode=True)
+    except binascii.Error as exc:
+        raise ValueError(f"a PEM block is not base64: {exc}") from None
 
 
 def certificate_names(tbs: bytes) -> SignedNames:

@@ -49,7 +49,7 @@ _ROOT_PEM_BLOCK = INTEL_SGX_ROOT_CA_PEM.strip()
 _ROOT_SPKI = INTEL_SGX_ROOT_CA.public_key().public_bytes(
     serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
 )
-_ROOT_DER = der.pem_blocks(INTEL_SGX_ROOT_CA_PEM)[0]
+_ROOT_DER = der.base64_der(der.pem_bodies(INTEL_SGX_ROOT_CA_PEM)[0])
 _ROOT_SUBJECT = der.certificate_names(der.signed_parts(_ROOT_DER).tbs).subject
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 # Collateral is per FMSPC and TCB evaluation number: a fleet has few of each. Links are
@@ -101,19 +101,41 @@ class ChainCert:
     Hashed and compared by DER, so that CA results can be cached by content.
     """
 
-    __slots__ = ("cert", "der", "names", "signed")
+    __slots__ = ("_validity", "cert", "der", "names", "signed")
 
     def __init__(self, data: bytes) -> None:
         self.der = data
         self.signed = der.signed_parts(data)
         self.names = der.certificate_names(self.signed.tbs)
         self.cert = x509.load_der_x509_certificate(data)
+        self._validity: tuple[int, int] | None = None
+
+    @property
+    def validity(self) -> tuple[int, int]:
+        """notBefore and notAfter in Unix seconds (read on first use: a forged date raises)."""
+        if self._validity is None:
+            self._validity = (
+                int(self.cert.not_valid_before_utc.timestamp()),
+                int(self.cert.not_valid_after_utc.timestamp()),
+            )
+        return self._validity
 
     def __hash__(self) -> int:
         return hash(self.der)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ChainCert) and other.der == self.der
+
+
+@lru_cache(maxsize=LINK_CACHE_SIZE)
+def chain_cert(body: bytes) -> ChainCert:
+    """Decode one PEM block, cached by its text.
+
+    Within one verification the PCK CA and the TCB signing certificates come twice (in the
+    quote and the PCK CRL issuer chain; in the TCB Info and QE Identity chains); across
+    quotes Intel's CAs repeat. A platform's own certificate passes through and is evicted.
+    """
+    return ChainCert(der.base64_der(body))
 
 
 @dataclass(frozen=True)
@@ -231,7 +253,7 @@ def verify_chain(pem: bytes, what: str) -> Chain:
     # The pinned root, byte for byte as Intel ships it, need not be parsed: it is trusted as is.
     pem = pem.replace(_ROOT_PEM_BLOCK, b"")
     try:
-        certs = [ChainCert(block) for block in der.pem_blocks(pem)]
+        certs = [chain_cert(body) for body in der.pem_bodies(pem)]
         if not certs:
             raise ValueError("no certificate")
     except (ValueError, x509.InvalidVersion) as exc:
@@ -239,15 +261,7 @@ def verify_chain(pem: bytes, what: str) -> Chain:
     try:
         # Intel's chains come leaf first: try that order (no names built) before sorting.
         ordered = _in_given_order(certs) or _sorted_and_verified(certs, what)
-        windows = tuple(
-            Window(
-                what,
-                int(member.cert.not_valid_before_utc.timestamp()),
-                int(member.cert.not_valid_after_utc.timestamp()),
-                member.cert,
-            )
-            for member in ordered
-        )
+        windows = tuple(Window(what, *member.validity, member.cert) for member in ordered)
     except MALFORMED_CERTIFICATE_ERRORS as exc:
         # cryptography parses fields, keys and extensions lazily: a forged certificate that
         # loaded fails here, on first use. That is malformed input, not a broken chain.

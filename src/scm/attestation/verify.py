@@ -40,6 +40,7 @@ from scm.attestation.trust import (
     TrustError,
     Window,
     attestation_public_key,
+    chain_cert,
     check_windows,
     ec_public_key,
     issued_by_root,
@@ -121,6 +122,7 @@ def clear_caches() -> None:
         attestation_public_key,
         issuer,
         issued_by_root,
+        chain_cert,
     ):
         cached.cache_clear()
 
