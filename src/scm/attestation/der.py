@@ -41,7 +41,8 @@ class SignedNames(NamedTuple):
     signature_algorithm: bytes
     issuer: bytes
     subject: bytes  # empty for a CRL
-    after_subject: int  # offset of the element after the subject (certificates)
+    spki: bytes  # the SubjectPublicKeyInfo DER (certificates; empty for a CRL)
+    after_spki: int  # offset of the element after the key (certificates)
     end: int  # end of the TBS content
 
 
@@ -90,10 +91,11 @@ def signed_parts(data: bytes) -> Signed:
     return Signed(tbs, data[tbs_end:algorithm_end], data[start + 1 : stop])
 
 
-def pem_bodies(text: bytes, label: bytes = b"CERTIFICATE") -> list[bytes]:
+def pem_bodies(text: bytes, skip: bytes = b"", label: bytes = b"CERTIFICATE") -> list[bytes]:
     """The base64 text of every ``label`` PEM block in ``text``, whitespace removed, in order.
 
-    Other text is ignored. Decode a body with :func:`base64_der`.
+    A block that is byte for byte ``skip`` (BEGIN to END line) is left out; other text is
+    ignored. Decode a body with :func:`base64_der`.
     """
     begin, end = b"-----BEGIN " + label + b"-----", b"-----END " + label + b"-----"
     bodies: list[bytes] = []
@@ -102,7 +104,8 @@ def pem_bodies(text: bytes, label: bytes = b"CERTIFICATE") -> list[bytes]:
         stop = text.find(end, pos)
         if stop < 0:
             raise ValueError("a PEM block has no end line")
-        bodies.append(b"".join(text[pos + len(begin) : stop].split()))
+        if text[pos : stop + len(end)] != skip:
+            bodies.append(b"".join(text[pos + len(begin) : stop].split()))
         pos = text.find(begin, stop)
     return bodies
 
@@ -129,7 +132,10 @@ def certificate_names(tbs: bytes) -> SignedNames:
     tag, _, stop = header(tbs, pos, end)
     if tag != SEQUENCE:
         raise ValueError("expected the subject name")
-    return SignedNames(algorithm, issuer, tbs[pos:stop], stop, end)
+    tag, _, spki_end = header(tbs, stop, end)
+    if tag != SEQUENCE:
+        raise ValueError("expected the public key")
+    return SignedNames(algorithm, issuer, tbs[pos:stop], tbs[stop:spki_end], spki_end, end)
 
 
 def crl_names(tbs: bytes) -> SignedNames:
@@ -139,34 +145,36 @@ def crl_names(tbs: bytes) -> SignedNames:
     if tag == INTEGER:  # version, optional
         pos = stop
     algorithm, issuer, _ = _algorithm_and_issuer(tbs, pos, end)
-    return SignedNames(algorithm, issuer, b"", end, end)
+    return SignedNames(algorithm, issuer, b"", b"", end, end)
 
 
-def extension_value(tbs: bytes, oid: bytes) -> bytes | None:
+def extension_value(tbs: bytes, oid: bytes, names: SignedNames | None = None) -> bytes | None:
     """The extnValue of the certificate extension ``oid`` (DER body of the OID), or None.
 
-    An extension that appears twice is an error, as RFC 5280 says.
+    ``names`` is :func:`certificate_names` of ``tbs`` when the caller has it already. An
+    extension that appears twice is an error, as RFC 5280 says.
     """
-    names = certificate_names(tbs)
-    pos, end, found = names.after_subject, names.end, None
+    names = names or certificate_names(tbs)
+    oid_element = bytes((OID, len(oid))) + oid
+    pos, end, found = names.after_spki, names.end, None
     while pos < end:
         tag, start, stop = header(tbs, pos, end)
         pos = stop
         if tag != _EXTENSIONS:
-            continue  # the key, or the optional unique identifiers
+            continue  # the optional unique identifiers
         seq_tag, pos, stop = header(tbs, start, stop)
         if seq_tag != SEQUENCE:
             raise ValueError("expected the extension list")
         while pos < stop:
             _, ext_start, ext_end = header(tbs, pos, stop)
             pos = ext_end
-            oid_tag, oid_start, oid_end = header(tbs, ext_start, ext_end)
-            if oid_tag != OID:
+            if tbs[ext_start] != OID:
                 raise ValueError("expected an extension OID")
-            if tbs[oid_start:oid_end] != oid:
+            if not tbs.startswith(oid_element, ext_start):
                 continue
             if found is not None:
                 raise ValueError("the extension appears twice")
+            oid_end = ext_start + len(oid_element)
             value_tag, value_start, value_end = header(tbs, oid_end, ext_end)
             if value_tag == BOOLEAN:  # critical flag
                 value_tag, value_start, value_end = header(tbs, value_end, ext_end)

@@ -42,10 +42,13 @@ def pck_extension(cert: x509.Certificate) -> PckExtension:
     return sgx_extension(cert.tbs_certificate_bytes)
 
 
-def sgx_extension(tbs: bytes) -> PckExtension:
-    """Read the SGX extension from a PCK certificate's TBSCertificate DER."""
+def sgx_extension(tbs: bytes, names: der.SignedNames | None = None) -> PckExtension:
+    """Read the SGX extension from a PCK certificate's TBSCertificate DER.
+
+    ``names`` is :func:`scm.attestation.der.certificate_names` of ``tbs``, when known.
+    """
     try:
-        data = der.extension_value(tbs, _OID_PREFIX)
+        data = der.extension_value(tbs, _OID_PREFIX, names)
     except ValueError as exc:
         raise CollateralError(f"PCK certificate's extensions are malformed: {exc}") from None
     if data is None:
@@ -69,14 +72,28 @@ def sgx_extension(tbs: bytes) -> PckExtension:
 
 
 def _named_fields(data: bytes, pos: int, end: int) -> dict[int, der.Span]:
-    """Map the last arc of each ``SEQUENCE { Intel SGX OID, value }`` to its value's span."""
+    """Map the last arc of each ``SEQUENCE { Intel SGX OID, value }`` to its value's span.
+
+    Every entry is short (under 128 bytes) and its OID is 10 or 11 bytes: those two headers
+    are read in place, which halves the cost of the 25 entries a PCK certificate has.
+    """
     fields: dict[int, der.Span] = {}
     while pos < end:
-        tag, start, stop = der.header(data, pos, end)
-        if tag != 0x30:
+        if data[pos] != der.SEQUENCE:
             raise ValueError("expected a SEQUENCE")
-        oid_tag, oid_start, oid_end = der.header(data, start, stop)
-        if oid_tag != 0x06 or data[oid_start : oid_end - 1] not in _PREFIXES:
+        length = data[pos + 1]
+        if length & 0x80:
+            _, start, stop = der.header(data, pos, end)
+        else:
+            start, stop = pos + 2, pos + 2 + length
+            if stop > end:
+                raise ValueError("element runs past its container")
+        oid_end = start + 2 + data[start + 1]
+        if (
+            data[start] != der.OID
+            or oid_end > stop
+            or data[start + 2 : oid_end - 1] not in _PREFIXES
+        ):
             raise ValueError("expected an Intel SGX OID and a value")
         value = der.header(data, oid_end, stop)
         if value[2] != stop:

@@ -41,8 +41,8 @@ from scm.attestation.trust import (
     Window,
     attestation_public_key,
     chain_cert,
+    chain_key,
     check_windows,
-    ec_public_key,
     issued_by_root,
     issuer,
     signed_by_leaf,
@@ -301,8 +301,8 @@ def _new_platform(digest: bytes, pem: bytes) -> _Platform:
         )
     leaf, ca = chain.members
     try:
-        pck = sgx_extension(leaf.signed.tbs)
-        key = ec_public_key(leaf.cert)
+        pck = sgx_extension(leaf.signed.tbs, leaf.names)
+        key = chain_key(leaf)
     except (CollateralError, TrustError, ValueError, TypeError) as exc:
         raise _Rejected("pck_chain_invalid", str(exc)) from None
     # Certificates are not kept (memory): windows name them by their place in the chain.
