@@ -10,9 +10,10 @@ identity, see :mod:`scm.attestation.tdx`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from scm.attestation import tcb_json
 from scm.attestation.errors import CollateralError
@@ -88,7 +89,7 @@ class TcbInfo:
     next_update: datetime
     fmspc: bytes
     pce_id: bytes
-    levels: tuple[TcbLevel, ...]
+    levels: Sequence[TcbLevel]
     tdx_module: TdxModuleIdentity | None
     tdx_module_identities: tuple[TdxModuleIdentity, ...]
 
@@ -142,6 +143,35 @@ class TcbStatus:
     levels: tuple[MatchedLevel, ...] = ()
 
 
+class TcbLevels(Sequence[TcbLevel]):
+    """TCB Info's levels, each made into a :class:`TcbLevel` when first read.
+
+    msgspec has checked every level already; matching stops at the first level the platform
+    reaches (usually the first), so the others are never converted.
+    """
+
+    def __init__(self, decoded: Sequence[tcb_json.Level]) -> None:
+        self._decoded = decoded
+        self._levels: list[TcbLevel | None] = [None] * len(decoded)
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+    @overload
+    def __getitem__(self, index: int) -> TcbLevel: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[TcbLevel]: ...
+
+    def __getitem__(self, index: int | slice) -> TcbLevel | Sequence[TcbLevel]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        level = self._levels[index]
+        if level is None:
+            level = self._levels[index] = _tcb_level(self._decoded[index])
+        return level
+
+
 class NoMatchingLevel(Exception):
     """No TCB level covers the platform: its TCB is not supported by this collateral."""
 
@@ -153,12 +183,12 @@ def parse_tcb_info(text: str) -> TcbInfo:
         module = doc.tdxModule
         return TcbInfo(
             id=doc.id,
-            version=doc.version,
+            version=tcb_json.version(doc),
             issue_date=parse_time(doc.issueDate),
             next_update=parse_time(doc.nextUpdate),
             fmspc=bytes.fromhex(doc.fmspc),
             pce_id=bytes.fromhex(doc.pceId),
-            levels=tuple(_tcb_level(level, doc.version) for level in doc.tcbLevels),
+            levels=TcbLevels(doc.tcbLevels),
             tdx_module=_module_identity(module, with_levels=False) if module else None,
             tdx_module_identities=tuple(_module_identity(m) for m in doc.tdxModuleIdentities or ()),
         )
@@ -280,29 +310,14 @@ def _below(have: tuple[int, ...], need: tuple[int, ...]) -> bool:
     return any(h < n for h, n in zip(have, need, strict=False))
 
 
-def _status(value: Any) -> str:
-    if value not in COLLATERAL_STATUSES:
-        raise ValueError(f"unknown TCB status {value!r}")
-    return str(value)
-
-
-def _tcb_level(level: tcb_json.Level, version: int) -> TcbLevel:
+def _tcb_level(level: tcb_json.Level) -> TcbLevel:
     tcb = level.tcb
-    if version >= 3:
-        if tcb.sgxtcbcomponents is None:
-            raise ValueError("a TCB level has no sgxtcbcomponents")
-        sgx = tuple(c.svn for c in tcb.sgxtcbcomponents)
-        tdx = tuple(c.svn for c in tcb.tdxtcbcomponents)
-    else:
-        sgx = tcb.v2_components()
-        tdx = ()
-    if len(sgx) != 16:
-        raise ValueError(f"a TCB level has {len(sgx)} SGX components, not 16")
+    tdx = tuple(c.svn for c in tcb.tdxtcbcomponents) if isinstance(tcb, tcb_json.LevelTcbV3) else ()
     return TcbLevel(
-        sgx_components=sgx,
+        sgx_components=tcb.sgx_components(),
         pce_svn=tcb.pcesvn,
         tdx_components=tdx,
-        status=_status(level.tcbStatus),
+        status=level.tcbStatus,
         date=level.tcbDate,
         advisory_ids=tuple(level.advisoryIDs),
     )
@@ -311,7 +326,7 @@ def _tcb_level(level: tcb_json.Level, version: int) -> TcbLevel:
 def _module_level(level: tcb_json.ModuleLevel) -> ModuleLevel:
     return ModuleLevel(
         isv_svn=level.tcb.isvsvn,
-        status=_status(level.tcbStatus),
+        status=level.tcbStatus,
         advisory_ids=tuple(level.advisoryIDs),
     )
 

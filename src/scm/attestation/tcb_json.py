@@ -1,12 +1,16 @@
 """The JSON shapes of Intel's TCB Info (v2, v3) and QE Identity, decoded by msgspec.
 
-The whole document is decoded and type-checked in C, every level included (``json.loads``
-then walking dicts in Python was most of a cold verification's non-signature time). Fields
-Intel adds that verification does not use are skipped; a missing or mistyped field is a
-``msgspec.ValidationError``. :mod:`scm.attestation.tcb` turns these into its models.
+The whole document is decoded and checked in C, every level included: types, the statuses,
+16 SGX components per level (``json.loads`` then walking dicts in Python was most of a cold
+verification's non-signature time). Fields Intel adds that verification does not use are
+skipped; a missing, mistyped or out-of-range field is a ``msgspec.ValidationError``.
+:mod:`scm.attestation.tcb` turns these into its models, TCB levels only when matching
+reaches them.
 """
 
 from __future__ import annotations
+
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -14,46 +18,76 @@ import msgspec
 # garbage collector does not track decode faster.
 
 
+# The statuses a level of collateral can have (tcb.COLLATERAL_STATUSES; a test keeps them equal).
+Status = Literal[
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+]
+
+
 class Svn(msgspec.Struct, gc=False):
     svn: int
 
 
-class LevelTcb(msgspec.Struct, gc=False):
-    """A level's TCB: v3 lists its components, v2 names its 16 SGX components one by one."""
+class LevelTcbV2(msgspec.Struct, gc=False):
+    """A TCB Info v2 level's TCB: its 16 SGX components are named one by one."""
 
     pcesvn: int
-    sgxtcbcomponents: list[Svn] | None = None
+    sgxtcbcomp01svn: int
+    sgxtcbcomp02svn: int
+    sgxtcbcomp03svn: int
+    sgxtcbcomp04svn: int
+    sgxtcbcomp05svn: int
+    sgxtcbcomp06svn: int
+    sgxtcbcomp07svn: int
+    sgxtcbcomp08svn: int
+    sgxtcbcomp09svn: int
+    sgxtcbcomp10svn: int
+    sgxtcbcomp11svn: int
+    sgxtcbcomp12svn: int
+    sgxtcbcomp13svn: int
+    sgxtcbcomp14svn: int
+    sgxtcbcomp15svn: int
+    sgxtcbcomp16svn: int
+
+    def sgx_components(self) -> tuple[int, ...]:
+        return tuple(getattr(self, name) for name in V2_COMPONENTS)
+
+
+V2_COMPONENTS = tuple(f"sgxtcbcomp{i:02d}svn" for i in range(1, 17))
+
+
+class LevelTcbV3(msgspec.Struct, gc=False):
+    """A TCB Info v3 level's TCB: lists of components (TDX ones only in TDX TCB Info)."""
+
+    pcesvn: int
+    sgxtcbcomponents: Annotated[list[Svn], msgspec.Meta(min_length=16, max_length=16)]
     tdxtcbcomponents: list[Svn] = msgspec.field(default_factory=list)
-    sgxtcbcomp01svn: int | None = None
-    sgxtcbcomp02svn: int | None = None
-    sgxtcbcomp03svn: int | None = None
-    sgxtcbcomp04svn: int | None = None
-    sgxtcbcomp05svn: int | None = None
-    sgxtcbcomp06svn: int | None = None
-    sgxtcbcomp07svn: int | None = None
-    sgxtcbcomp08svn: int | None = None
-    sgxtcbcomp09svn: int | None = None
-    sgxtcbcomp10svn: int | None = None
-    sgxtcbcomp11svn: int | None = None
-    sgxtcbcomp12svn: int | None = None
-    sgxtcbcomp13svn: int | None = None
-    sgxtcbcomp14svn: int | None = None
-    sgxtcbcomp15svn: int | None = None
-    sgxtcbcomp16svn: int | None = None
 
-    def v2_components(self) -> tuple[int, ...]:
-        """The 16 SGX components of a v2 level; ValueError when one is missing."""
-        values = tuple(getattr(self, f"sgxtcbcomp{i:02d}svn") for i in range(1, 17))
-        if any(value is None for value in values):
-            raise ValueError("a TCB level lacks an sgxtcbcompNNsvn field")
-        return values
+    def sgx_components(self) -> tuple[int, ...]:
+        return tuple(c.svn for c in self.sgxtcbcomponents)
 
 
-class Level(msgspec.Struct, gc=False):
-    tcb: LevelTcb
-    tcbStatus: str
+class LevelV2(msgspec.Struct, gc=False):
+    tcb: LevelTcbV2
+    tcbStatus: Status
     tcbDate: str = ""
     advisoryIDs: list[str] = msgspec.field(default_factory=list)
+
+
+class LevelV3(msgspec.Struct, gc=False):
+    tcb: LevelTcbV3
+    tcbStatus: Status
+    tcbDate: str = ""
+    advisoryIDs: list[str] = msgspec.field(default_factory=list)
+
+
+Level = LevelV2 | LevelV3
 
 
 class IsvSvn(msgspec.Struct, gc=False):
@@ -62,7 +96,7 @@ class IsvSvn(msgspec.Struct, gc=False):
 
 class ModuleLevel(msgspec.Struct, gc=False):
     tcb: IsvSvn
-    tcbStatus: str
+    tcbStatus: Status
     advisoryIDs: list[str] = msgspec.field(default_factory=list)
 
 
@@ -74,16 +108,29 @@ class ModuleIdentity(msgspec.Struct, gc=False):
     tcbLevels: list[ModuleLevel] = msgspec.field(default_factory=list)
 
 
-class TcbInfo(msgspec.Struct, gc=False):
-    version: int
+class TcbInfoV2(msgspec.Struct, gc=False, tag_field="version", tag=2):
     issueDate: str
     nextUpdate: str
     fmspc: str
     pceId: str
-    tcbLevels: list[Level]
+    tcbLevels: list[LevelV2]
     id: str = "SGX"
     tdxModule: ModuleIdentity | None = None
     tdxModuleIdentities: list[ModuleIdentity] | None = None
+
+
+class TcbInfoV3(msgspec.Struct, gc=False, tag_field="version", tag=3):
+    issueDate: str
+    nextUpdate: str
+    fmspc: str
+    pceId: str
+    tcbLevels: list[LevelV3]
+    id: str = "SGX"
+    tdxModule: ModuleIdentity | None = None
+    tdxModuleIdentities: list[ModuleIdentity] | None = None
+
+
+TcbInfo = TcbInfoV2 | TcbInfoV3
 
 
 class QeIdentity(msgspec.Struct, gc=False):
@@ -101,5 +148,12 @@ class QeIdentity(msgspec.Struct, gc=False):
 
 
 TCB_INFO = msgspec.json.Decoder(TcbInfo)
+
+
+def version(doc: TcbInfo) -> int:
+    """The TCB Info version (the tag msgspec chose the type by)."""
+    return 2 if isinstance(doc, TcbInfoV2) else 3
+
+
 QE_IDENTITY = msgspec.json.Decoder(QeIdentity)
 ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
