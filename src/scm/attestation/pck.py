@@ -8,6 +8,7 @@ this module reads the few DER shapes it uses.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -24,6 +25,33 @@ _PCE_ID = 3
 _FMSPC = 4
 _PCESVN = 17
 _CPUSVN = 18
+
+
+def _svn_entry(arc: int) -> bytes:
+    """DER of ``SEQUENCE { OID 1.2.840.113741.1.13.1.2.<arc>, INTEGER 0..255 }``, value captured.
+
+    An INTEGER below 0x80 has one content byte; from 0x80 to 0xFF two (00, value).
+    """
+    oid = rb"\x06\x0b" + re.escape(_OID_PREFIX + bytes((_TCB, arc)))
+    return (
+        rb"(?:\x30\x10"
+        + oid
+        + rb"\x02\x01([\x00-\x7f])|\x30\x11"
+        + oid
+        + rb"\x02\x02\x00([\x80-\xff]))"
+    )
+
+
+# The TCB field as Intel's PCK certificates lay it out: components 1-16 and the PCE SVN (one
+# byte each), then the 16-byte CPU SVN. Matched in one C call; any other DER takes the general
+# reader below, which gives the same values for this layout.
+_TCB_AS_INTEL_WRITES_IT = re.compile(
+    b"".join(_svn_entry(arc) for arc in range(1, _PCESVN + 1))
+    + rb"\x30\x1f\x06\x0b"
+    + re.escape(_OID_PREFIX + bytes((_TCB, _CPUSVN)))
+    + rb"\x04\x10(.{16})",
+    re.DOTALL,
+)
 
 
 @dataclass(frozen=True)
@@ -58,11 +86,19 @@ def sgx_extension(tbs: bytes, names: der.SignedNames | None = None) -> PckExtens
         tag, start, end = fields[_TCB]
         if tag != der.SEQUENCE:
             raise ValueError("the TCB field is not a SEQUENCE")
+        fmspc, pce_id = _octets(data, fields[_FMSPC]), _octets(data, fields[_PCE_ID])
+        fast = _TCB_AS_INTEL_WRITES_IT.fullmatch(data, start, end)
+        if fast:
+            found = fast.groups()
+            svns = [
+                (short or long)[0] for short, long in zip(found[0:34:2], found[1:34:2], strict=True)
+            ]
+            return PckExtension(fmspc, pce_id, svns[16], tuple(svns[:16]), found[34])
         tcb = _named_fields(data, start, end)
         components = tuple(_integer(data, tcb[i]) for i in range(1, 17))
         return PckExtension(
-            fmspc=_octets(data, fields[_FMSPC]),
-            pce_id=_octets(data, fields[_PCE_ID]),
+            fmspc=fmspc,
+            pce_id=pce_id,
             pce_svn=_integer(data, tcb[_PCESVN]),
             sgx_tcb_components=components,
             cpu_svn=_octets(data, tcb[_CPUSVN]),
