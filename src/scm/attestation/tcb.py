@@ -10,6 +10,7 @@ identity, see :mod:`scm.attestation.tdx`).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -238,12 +239,11 @@ def match_platform(
     ISV SVN and version, not platform components: the comparison starts at byte 2.
     """
     skip = _module_bytes(tee_tcb_svn)
+    platform_svn = tee_tcb_svn[skip:] if tee_tcb_svn is not None else None
     for index, level in enumerate(info.levels):
         if pce_svn < level.pce_svn or _below(sgx_components, level.sgx_components):
             continue
-        if tee_tcb_svn is not None and _below(
-            tuple(tee_tcb_svn[skip:]), level.tdx_components[skip:]
-        ):
+        if platform_svn is not None and _below(platform_svn, level.tdx_components[skip:]):
             continue
         newer = info.levels[index - 1].date if index else ""
         return TcbStatus(
@@ -306,8 +306,9 @@ def _module_bytes(tee_tcb_svn: bytes | None) -> int:
     return 2 if tee_tcb_svn is not None and tee_tcb_svn[1] > 0 else 0
 
 
-def _below(have: tuple[int, ...], need: tuple[int, ...]) -> bool:
-    return any(h < n for h, n in zip(have, need, strict=False))
+def _below(have: Sequence[int], need: Sequence[int]) -> bool:
+    """Some SVN of ``have`` is lower than ``need``'s at the same place (map runs in C)."""
+    return any(map(operator.lt, have, need))
 
 
 def _tcb_level(level: tcb_json.Level) -> TcbLevel:
