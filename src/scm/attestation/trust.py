@@ -408,15 +408,23 @@ def signed_by_leaf(pem: bytes, what: str, signature: bytes, data: bytes) -> Chai
 
 
 def chain_key(member: ChainCert) -> ec.EllipticCurvePublicKey:
-    """A chain certificate's P-256 key, made from the point in its DER.
+    """A chain certificate's P-256 key."""
+    return spki_key(member.names.spki)
 
-    Faster than ``cert.public_key()``, which reads the whole SubjectPublicKeyInfo through
-    OpenSSL's decoders; any other key form goes that way.
+
+def spki_key(spki: bytes) -> ec.EllipticCurvePublicKey:
+    """The EC key of a SubjectPublicKeyInfo (DER).
+
+    A P-256 point is made into a key directly (from_encoded_point), faster than reading the
+    SubjectPublicKeyInfo through OpenSSL's decoders, which any other form goes through.
+    Raises ValueError for a point off the curve, TrustError for a key that is not EC.
     """
-    spki = member.names.spki
     if len(spki) == _P256_SPKI_LENGTH and spki.startswith(_P256_SPKI_PREFIX):
         return ec.EllipticCurvePublicKey.from_encoded_point(_P256, spki[len(_P256_SPKI_PREFIX) :])
-    return ec_public_key(member.cert)
+    key = serialization.load_der_public_key(spki)
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise TrustError("chain_invalid", "a certificate of the chain has no EC key")
+    return key
 
 
 def ec_public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:

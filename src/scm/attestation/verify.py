@@ -35,17 +35,18 @@ from scm.attestation.pck import PckExtension, sgx_extension
 from scm.attestation.quote import EnclaveReport, Quote, Report, TdReport, parse_quote
 from scm.attestation.trust import (
     COLLATERAL_CACHE_SIZE,
+    MALFORMED_CERTIFICATE_ERRORS,
     PLATFORM_CACHE_SIZE,
     RevocationLists,
     TrustError,
     Window,
     attestation_public_key,
     chain_cert,
-    chain_key,
     check_windows,
     issued_by_root,
     issuer,
     signed_by_leaf,
+    spki_key,
     verified_chain,
     verified_crls,
     verify_chain,
@@ -265,7 +266,7 @@ class _Platform:
 
     digest: bytes  # SHA-256 of the PEM chain
     pck: PckExtension
-    key: ec.EllipticCurvePublicKey
+    spki: bytes  # the PCK key: a key object would be 2 KiB, made again only for a new QE report
     leaf_issuer: bytes  # DER of the PCK certificate's issuer name
     leaf_serial: int
     ca_serial: int  # the PCK CA certificate's serial, for the root CA CRL
@@ -302,7 +303,6 @@ def _new_platform(digest: bytes, pem: bytes) -> _Platform:
     leaf, ca = chain.members
     try:
         pck = sgx_extension(leaf.signed.tbs, leaf.names)
-        key = chain_key(leaf)
     except (CollateralError, TrustError, ValueError, TypeError) as exc:
         raise _Rejected("pck_chain_invalid", str(exc)) from None
     # Certificates are not kept (memory): windows name them by their place in the chain.
@@ -311,7 +311,13 @@ def _new_platform(digest: bytes, pem: bytes) -> _Platform:
         for name, w in zip(_PCK_CERTS, chain.windows, strict=True)
     )
     return _Platform(
-        digest, pck, key, leaf.names.issuer, leaf.cert.serial_number, ca.cert.serial_number, windows
+        digest,
+        pck,
+        leaf.names.spki,
+        leaf.names.issuer,
+        leaf.cert.serial_number,
+        ca.cert.serial_number,
+        windows,
     )
 
 
@@ -320,9 +326,17 @@ def _qe_report_signed(platform: _Platform, qe_report: bytes, signature: bytes) -
     key = hashlib.sha256(platform.digest + qe_report + signature).digest()
     signed = _QE_REPORTS.get(key)
     if signed is None:
-        signed = verify_raw_signature(platform.key, signature, qe_report)
+        pck_key = _guard(lambda: _pck_key(platform.spki), {})
+        signed = verify_raw_signature(pck_key, signature, qe_report)
         _QE_REPORTS.put(key, signed)
     return signed
+
+
+def _pck_key(spki: bytes) -> ec.EllipticCurvePublicKey:
+    try:
+        return spki_key(spki)
+    except (TrustError, *MALFORMED_CERTIFICATE_ERRORS) as exc:
+        raise TrustError("pck_chain_invalid", f"the PCK certificate's key: {exc}") from None
 
 
 def _signed_collateral(
