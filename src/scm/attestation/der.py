@@ -78,17 +78,12 @@ def signed_parts(data: bytes) -> Signed:
     for a certificate, 100 us for a CRL of 40 entries); slicing the DER costs nothing.
     """
     pos, end = only_sequence(data)
-    tag, _, tbs_end = header(data, pos, end)
-    if tag != SEQUENCE:
-        raise ValueError("expected the signed part")
-    tbs = data[pos:tbs_end]
-    tag, _, algorithm_end = header(data, tbs_end, end)
-    if tag != SEQUENCE:
-        raise ValueError("expected the signature algorithm")
+    tbs_end = _sequence(data, pos, end, "the signed part")
+    algorithm_end = _sequence(data, tbs_end, end, "the signature algorithm")
     tag, start, stop = header(data, algorithm_end, end)
     if tag != BIT_STRING or stop != end or start == stop or data[start] != 0:
         raise ValueError("expected the signature as the last element")
-    return Signed(tbs, data[tbs_end:algorithm_end], data[start + 1 : stop])
+    return Signed(data[pos:tbs_end], data[tbs_end:algorithm_end], data[start + 1 : stop])
 
 
 def pem_bodies(text: bytes, skip: bytes = b"", label: bytes = b"CERTIFICATE") -> list[bytes]:
@@ -129,12 +124,8 @@ def certificate_names(tbs: bytes) -> SignedNames:
         raise ValueError("expected the serial number")
     algorithm, issuer, pos = _algorithm_and_issuer(tbs, stop, end)
     _, _, pos = header(tbs, pos, end)  # validity
-    tag, _, stop = header(tbs, pos, end)
-    if tag != SEQUENCE:
-        raise ValueError("expected the subject name")
-    tag, _, spki_end = header(tbs, stop, end)
-    if tag != SEQUENCE:
-        raise ValueError("expected the public key")
+    stop = _sequence(tbs, pos, end, "the subject name")
+    spki_end = _sequence(tbs, stop, end, "the public key")
     return SignedNames(algorithm, issuer, tbs[pos:stop], tbs[stop:spki_end], spki_end, end)
 
 
@@ -186,11 +177,14 @@ def extension_value(tbs: bytes, oid: bytes, names: SignedNames | None = None) ->
 
 
 def _algorithm_and_issuer(tbs: bytes, pos: int, end: int) -> tuple[bytes, bytes, int]:
-    tag, _, stop = header(tbs, pos, end)
+    stop = _sequence(tbs, pos, end, "the signature algorithm")
+    issuer_end = _sequence(tbs, stop, end, "the issuer name")
+    return tbs[pos:stop], tbs[stop:issuer_end], issuer_end
+
+
+def _sequence(data: bytes, pos: int, end: int, what: str) -> int:
+    """The end of the SEQUENCE at ``pos`` (``what`` names it in the error)."""
+    tag, _, stop = header(data, pos, end)
     if tag != SEQUENCE:
-        raise ValueError("expected the signature algorithm")
-    algorithm = tbs[pos:stop]
-    tag, _, issuer_end = header(tbs, stop, end)
-    if tag != SEQUENCE:
-        raise ValueError("expected the issuer name")
-    return algorithm, tbs[stop:issuer_end], issuer_end
+        raise ValueError(f"expected {what}")
+    return stop

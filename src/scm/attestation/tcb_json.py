@@ -108,26 +108,24 @@ class ModuleIdentity(msgspec.Struct, gc=False):
     tcbLevels: list[ModuleLevel] = msgspec.field(default_factory=list)
 
 
-class TcbInfoV2(msgspec.Struct, gc=False, tag_field="version", tag=2):
+class _TcbInfo(msgspec.Struct, gc=False, kw_only=True):
+    """What TCB Info v2 and v3 share; their levels differ, and ``version`` tells which."""
+
     issueDate: str
     nextUpdate: str
     fmspc: str
     pceId: str
+    id: str = "SGX"
+    tdxModule: ModuleIdentity | None = None
+    tdxModuleIdentities: list[ModuleIdentity] | None = None
+
+
+class TcbInfoV2(_TcbInfo, tag_field="version", tag=2):
     tcbLevels: list[LevelV2]
-    id: str = "SGX"
-    tdxModule: ModuleIdentity | None = None
-    tdxModuleIdentities: list[ModuleIdentity] | None = None
 
 
-class TcbInfoV3(msgspec.Struct, gc=False, tag_field="version", tag=3):
-    issueDate: str
-    nextUpdate: str
-    fmspc: str
-    pceId: str
+class TcbInfoV3(_TcbInfo, tag_field="version", tag=3):
     tcbLevels: list[LevelV3]
-    id: str = "SGX"
-    tdxModule: ModuleIdentity | None = None
-    tdxModuleIdentities: list[ModuleIdentity] | None = None
 
 
 TcbInfo = TcbInfoV2 | TcbInfoV3
