@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NoReturn
 
 from scm.attestation.errors import QuoteFormatError
 
@@ -212,23 +213,51 @@ def _bounded(reader: _Reader, size: int, what: str) -> int:
     return size
 
 
+_HEADER = struct.Struct("<HHIHH16s20s")
+
+
 def _parse_header(reader: _Reader) -> Header:
-    version = reader.u16("version")
-    if version not in (3, 4, 5):
-        raise QuoteFormatError(0, f"unsupported quote version {version} (3, 4 and 5 are known)")
-    key_type = reader.u16("attestation key type")
-    if key_type != ATTESTATION_KEY_ECDSA_P256:
-        raise QuoteFormatError(2, f"attestation key type {key_type} is not ECDSA-P256 (2)")
-    tee_type = reader.u32("TEE type")
-    if tee_type not in (TEE_SGX, TEE_TDX) or (version == 3 and tee_type != TEE_SGX):
-        raise QuoteFormatError(4, f"TEE type {tee_type:#x} is not valid for a v{version} quote")
-    qe_svn = reader.u16("QE SVN")
-    pce_svn = reader.u16("PCE SVN")
-    vendor = reader.take(16, "QE vendor ID")
-    user_data = reader.take(20, "user data")
+    if reader.end - reader.pos < HEADER_BYTES:
+        _refuse_short_header(reader)
+    version, key_type, tee_type, qe_svn, pce_svn, vendor, user_data = _HEADER.unpack_from(
+        reader.data, reader.pos
+    )
+    reader.pos += HEADER_BYTES  # one read: the header is most of the fields a quote has
+    _check_version(version)
+    _check_key_type(key_type)
+    _check_tee_type(tee_type, version)
     if version > 3:
         qe_svn = pce_svn = 0  # reserved in v4 and v5
     return Header(version, key_type, tee_type, qe_svn, pce_svn, vendor, user_data)
+
+
+def _refuse_short_header(reader: _Reader) -> NoReturn:
+    """A header cut short, read field by field: the first wrong or missing field is the error."""
+    version = reader.u16("version")
+    _check_version(version)
+    key_type = reader.u16("attestation key type")
+    _check_key_type(key_type)
+    _check_tee_type(reader.u32("TEE type"), version)
+    reader.u16("QE SVN")
+    reader.u16("PCE SVN")
+    reader.take(16, "QE vendor ID")
+    reader.take(20, "user data")
+    raise AssertionError("a header shorter than 48 bytes cannot be read in full")
+
+
+def _check_version(version: int) -> None:
+    if version not in (3, 4, 5):
+        raise QuoteFormatError(0, f"unsupported quote version {version} (3, 4 and 5 are known)")
+
+
+def _check_key_type(key_type: int) -> None:
+    if key_type != ATTESTATION_KEY_ECDSA_P256:
+        raise QuoteFormatError(2, f"attestation key type {key_type} is not ECDSA-P256 (2)")
+
+
+def _check_tee_type(tee_type: int, version: int) -> None:
+    if tee_type not in (TEE_SGX, TEE_TDX) or (version == 3 and tee_type != TEE_SGX):
+        raise QuoteFormatError(4, f"TEE type {tee_type:#x} is not valid for a v{version} quote")
 
 
 def _parse_body(reader: _Reader, header: Header) -> tuple[int, Report]:
