@@ -12,7 +12,7 @@ TBS bytes, whose issuer name and signature algorithm are read by :mod:`scm.attes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -167,22 +167,35 @@ class Chain:
 class RevocationLists:
     """The root CA CRL and a PCK CA CRL, both verified.
 
-    Revoked serials are looked up in the CRLs themselves (a scan in `cryptography`'s Rust
-    code): building a Python set of every entry cost more than all the lookups a CRL gets.
+    A CRL's first lookup scans it in `cryptography`'s Rust code (a cold verification makes
+    one); a CRL looked up again is in steady use, and its revoked serials become a set then
+    (about 10 us per lookup for 44 entries, against a set built once in about 90 us).
     """
 
     root_crl: x509.CertificateRevocationList
     pck_crl: x509.CertificateRevocationList
     pck_issuer: bytes  # DER of the PCK CRL's issuer name
     windows: tuple[Window, ...]
+    _serials: dict[str, frozenset[int] | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def root_revokes(self, serial: int) -> bool:
         """The root CA CRL lists ``serial`` (a CA directly under the root)."""
-        return self.root_crl.get_revoked_certificate_by_serial_number(serial) is not None
+        return self._revokes("root", self.root_crl, serial)
 
     def pck_revokes(self, serial: int) -> bool:
         """The PCK CA's CRL lists ``serial`` (a PCK certificate)."""
-        return self.pck_crl.get_revoked_certificate_by_serial_number(serial) is not None
+        return self._revokes("pck", self.pck_crl, serial)
+
+    def _revokes(self, which: str, crl: x509.CertificateRevocationList, serial: int) -> bool:
+        if which not in self._serials:
+            self._serials[which] = None  # looked up once
+            return crl.get_revoked_certificate_by_serial_number(serial) is not None
+        serials = self._serials[which]
+        if serials is None:
+            serials = self._serials[which] = frozenset(entry.serial_number for entry in crl)
+        return serial in serials
 
 
 def check_windows(windows: tuple[Window, ...], now: int) -> None:
