@@ -95,8 +95,8 @@ def platform_cache_memory(quote: bytes, col: Any, at: int) -> dict[int, int]:
     """Resident-set growth with PLATFORMS, then PLATFORM_CACHE_SIZE (full) platforms cached.
 
     Each entry of every per-platform cache is built from the real PCK chain, parsed and
-    verified anew (the decoded-certificate cache is emptied first, so no object is shared
-    between entries), under its own key, with its own P-256 attestation key.
+    verified anew (the decoded-CA cache is emptied first, so no object is shared between
+    entries), under its own key, with its own P-256 attestation key.
     """
     verify_module = importlib.import_module("scm.attestation.verify")
     pem = parse_quote(quote).pck_chain_pem
@@ -114,7 +114,7 @@ def platform_cache_memory(quote: bytes, col: Any, at: int) -> dict[int, int]:
     before = resident_bytes()
     for i, raw_key in enumerate(raw_keys):
         digest = hashlib.sha256(i.to_bytes(4, "big") + pem).digest()
-        trust_module.chain_cert.cache_clear()
+        trust_module.CA_CERTS.cache_clear()
         verify_module._PLATFORMS.put(digest, verify_module._new_platform(digest, pem))
         verify_module._QE_REPORTS.put(hashlib.sha256(digest).digest(), True)
         trust_module.attestation_public_key(raw_key)

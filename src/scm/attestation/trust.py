@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from scm.attestation import der
+from scm.attestation.cache import DigestCache
 
 # The Intel SGX Root CA (CN=Intel SGX Root CA, O=Intel Corporation; valid 2018-05-21 to
 # 2049-12-31; SHA-256 fingerprint 44:A0:19:6B:...:74:D3). Trust is pinned to its key and name,
@@ -131,15 +132,15 @@ class ChainCert:
         return isinstance(other, ChainCert) and other.der == self.der
 
 
-@lru_cache(maxsize=LINK_CACHE_SIZE)
-def chain_cert(body: bytes) -> ChainCert:
-    """Decode one PEM block, cached by its text.
+# Decoded CA certificates by their PEM text. Within one verification the PCK CA and the TCB
+# signing certificate come twice (in the quote and the PCK CRL issuer chain; in the TCB Info
+# and QE Identity chains), and across quotes Intel's CAs repeat. A PCK certificate (a
+# platform's own) is not kept: it would only push CAs out.
+CA_CERTS: DigestCache[ChainCert] = DigestCache(LINK_CACHE_SIZE)
 
-    Within one verification the PCK CA and the TCB signing certificates come twice (in the
-    quote and the PCK CRL issuer chain; in the TCB Info and QE Identity chains); across
-    quotes Intel's CAs repeat. A platform's own certificate passes through and is evicted.
-    """
-    return ChainCert(der.base64_der(body))
+
+def _decoded(bodies: list[bytes]) -> list[ChainCert]:
+    return [CA_CERTS.get(body) or ChainCert(der.base64_der(body)) for body in bodies]
 
 
 @dataclass(frozen=True)
@@ -260,16 +261,19 @@ def _subject(cert: x509.Certificate) -> str:
         return "a certificate with an unparsable subject"
 
 
-def verify_chain(pem: bytes, what: str) -> Chain:
+def verify_chain(pem: bytes, what: str, keep_leaf: bool = True) -> Chain:
     """Parse a PEM chain and verify every link up to the pinned Intel root (not cached).
 
     Certificates are linked by subject and issuer, in whatever order they come (as Intel's
     QVL does); the pinned root may be included or not. A certificate that cannot be read
-    (a forged key, name or date) is a ``chain_invalid`` like any other broken link.
+    (a forged key, name or date) is a ``chain_invalid`` like any other broken link. The
+    certificates of a verified chain are kept for the next chains (without the leaf unless
+    ``keep_leaf``).
     """
     # The pinned root, byte for byte as Intel ships it, need not be parsed: it is trusted as is.
     try:
-        certs = [chain_cert(body) for body in der.pem_bodies(pem, skip=_ROOT_PEM_BLOCK)]
+        bodies = der.pem_bodies(pem, skip=_ROOT_PEM_BLOCK)
+        certs = _decoded(bodies)
         if not certs:
             raise ValueError("no certificate")
     except (ValueError, x509.InvalidVersion) as exc:
@@ -284,6 +288,9 @@ def verify_chain(pem: bytes, what: str) -> Chain:
         raise TrustError(
             "chain_malformed", f"{what} holds a malformed certificate: {type(exc).__name__}"
         ) from None
+    body_of = {id(cert): body for cert, body in zip(certs, bodies, strict=True)}
+    for member in ordered if keep_leaf else ordered[1:]:
+        CA_CERTS.put(body_of[id(member)], member)
     return Chain(tuple(ordered), windows)
 
 

@@ -34,6 +34,7 @@ from scm.attestation.errors import CollateralError, QuoteFormatError
 from scm.attestation.pck import PckExtension, sgx_extension
 from scm.attestation.quote import EnclaveReport, Quote, Report, TdReport, parse_quote
 from scm.attestation.trust import (
+    CA_CERTS,
     COLLATERAL_CACHE_SIZE,
     MALFORMED_CERTIFICATE_ERRORS,
     PLATFORM_CACHE_SIZE,
@@ -41,7 +42,6 @@ from scm.attestation.trust import (
     TrustError,
     Window,
     attestation_public_key,
-    chain_cert,
     check_windows,
     issued_by_root,
     issuer,
@@ -123,7 +123,7 @@ def clear_caches() -> None:
         attestation_public_key,
         issuer,
         issued_by_root,
-        chain_cert,
+        CA_CERTS,
     ):
         cached.cache_clear()
 
@@ -291,7 +291,7 @@ def _pck_platform(pem: bytes) -> _Platform:
 
 def _new_platform(digest: bytes, pem: bytes) -> _Platform:
     try:
-        chain = verify_chain(pem, "PCK certificate chain")
+        chain = verify_chain(pem, "PCK certificate chain", keep_leaf=False)
     except TrustError as exc:
         # The PCK chain is quote data: a certificate that does not parse is a malformed quote.
         reason = "malformed_quote" if exc.reason == "chain_malformed" else "pck_chain_invalid"

@@ -93,3 +93,16 @@ def test_a_known_platform_checks_the_quote_signature_every_time(
     checked.clear()
     verify(c.quote, c.collateral, c.verify_at)
     assert _names(parts, checked) == ["quote"]
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_a_platforms_own_certificate_is_not_kept_between_quotes(
+    name: str, checked: list[bytes]
+) -> None:
+    """So a platform seen for the first time really is decoded and checked anew."""
+    c = case(name)
+    verify(c.quote, c.collateral, c.verify_at)
+    kept = [cert.cert for cert in trust.CA_CERTS._items.values()]
+    leaf, pck_ca = x509.load_pem_x509_certificates(parse_quote(c.quote).pck_chain_pem)[:2]
+    assert pck_ca in kept
+    assert leaf not in kept
