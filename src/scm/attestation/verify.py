@@ -81,11 +81,10 @@ def verify(
     except QuoteFormatError as exc:
         return Verdict(reason="malformed_quote", message=str(exc))
     seconds = int(now.timestamp() if isinstance(now, datetime) else now)
-    verdict = Verdict(quote=parsed)
     try:
         status = _verify_chain_of_trust(parsed, collateral, seconds)
     except _Rejected as exc:
-        return verdict.rejected(exc.reason, str(exc))
+        return Verdict(quote=parsed).rejected(exc.reason, str(exc))
     verdict = Verdict(
         status=status.status,
         advisory_ids=status.advisory_ids,
