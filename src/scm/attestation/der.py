@@ -25,6 +25,7 @@ _VERSION = 0xA0  # [0] EXPLICIT version of a certificate
 _EXTENSIONS = 0xA3  # [3] EXPLICIT extensions of a certificate
 
 Span = tuple[int, int, int]  # tag, start of content, end of content
+_WHITESPACE = b" \t\r\n\v\f"  # what bytes.split() splits on, removed in one C call
 
 
 class Signed(NamedTuple):
@@ -100,7 +101,7 @@ def pem_bodies(text: bytes, skip: bytes = b"", label: bytes = b"CERTIFICATE") ->
         if stop < 0:
             raise ValueError("a PEM block has no end line")
         if text[pos : stop + len(end)] != skip:
-            bodies.append(b"".join(text[pos + len(begin) : stop].split()))
+            bodies.append(text[pos + len(begin) : stop].translate(None, _WHITESPACE))
         pos = text.find(begin, stop)
     return bodies
 
@@ -157,9 +158,14 @@ def extension_value(tbs: bytes, oid: bytes, names: SignedNames | None = None) ->
         if seq_tag != SEQUENCE:
             raise ValueError("expected the extension list")
         while pos < stop:
-            _, ext_start, ext_end = header(tbs, pos, stop)
+            if pos + 2 <= stop and tbs[pos] == SEQUENCE and tbs[pos + 1] < 0x80:  # read in place
+                ext_start, ext_end = pos + 2, pos + 2 + tbs[pos + 1]
+                if ext_end > stop:
+                    raise ValueError("element runs past its container")
+            else:
+                _, ext_start, ext_end = header(tbs, pos, stop)
             pos = ext_end
-            if tbs[ext_start] != OID:
+            if ext_start == ext_end or tbs[ext_start] != OID:
                 raise ValueError("expected an extension OID")
             if not tbs.startswith(oid_element, ext_start):
                 continue

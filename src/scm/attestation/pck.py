@@ -77,7 +77,7 @@ def sgx_extension(tbs: bytes, names: der.SignedNames | None = None) -> PckExtens
     """
     try:
         data = der.extension_value(tbs, _OID_PREFIX, names)
-    except ValueError as exc:
+    except (IndexError, ValueError) as exc:
         raise CollateralError(f"PCK certificate's extensions are malformed: {exc}") from None
     if data is None:
         raise CollateralError("PCK certificate has no Intel SGX extension")

@@ -7,6 +7,7 @@ reading of the extension is under test.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import pytest
@@ -14,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from scm.attestation import pck
 from scm.attestation.errors import CollateralError
@@ -101,3 +104,29 @@ def test_a_missing_component_is_malformed() -> None:
     # the outer lengths no longer add up either way: the reader must refuse, not guess
     with pytest.raises(CollateralError):
         pck.pck_extension(_certificate(broken))
+
+
+def _real_leaf_tbs() -> bytes:
+    from scm.attestation import parse_quote
+    from tests.attestation_cases import case, case_names
+
+    pem = parse_quote(case(case_names()[0]).quote).pck_chain_pem
+    return x509.load_pem_x509_certificates(pem)[0].tbs_certificate_bytes
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    edits=st.lists(st.tuples(st.integers(0), st.integers(0, 255)), min_size=1, max_size=6),
+    cut=st.integers(0),
+)
+def test_any_damage_to_the_signed_bytes_is_a_collateral_error_or_a_reading(
+    edits: list[tuple[int, int]], cut: int
+) -> None:
+    """The reader runs on unverified certificates too (the PCCS lookup key): it may only
+    return values or raise CollateralError, never another exception."""
+    tbs = bytearray(_real_leaf_tbs())
+    for position, value in edits:
+        tbs[position % len(tbs)] = value
+    damaged = bytes(tbs[: max(1, cut % (len(tbs) + 1))])
+    with contextlib.suppress(CollateralError):
+        pck.sgx_extension(damaged)
