@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from tests.attestation_cases import DCAP_QVL_ERRORS, cases
 
+from scm.attestation import chains as chains_module
 from scm.attestation import parse_quote, verify
 from scm.attestation import trust as trust_module
 from scm.attestation.tcb import TcbStatus
@@ -115,7 +116,7 @@ def platform_cache_memory(quote: bytes, col: Any, at: int) -> dict[int, int]:
     before = resident_bytes()
     for i, raw_key in enumerate(raw_keys):
         digest = hashlib.sha256(i.to_bytes(4, "big") + pem).digest()
-        trust_module.CA_CERTS.cache_clear()
+        chains_module.CA_CERTS.cache_clear()
         verify_module._PLATFORMS.put(digest, verify_module._new_platform(digest, pem))
         verify_module._QE_REPORTS.put(hashlib.sha256(digest).digest(), True)
         trust_module.attestation_public_key(raw_key)

@@ -12,8 +12,8 @@
 8. report attributes: debug, reserved TD attributes, SEPT_VE_DISABLE, MR_SERVICETD.
 
 Work that is the same for many quotes (chains, CRLs, collateral signatures, the QE report
-signature of a platform) is cached by content in :mod:`scm.attestation.trust`; time-dependent
-checks run on every call.
+signature of a platform) is cached by content (:mod:`scm.attestation.chains`, and here);
+time-dependent checks run on every call.
 """
 
 from __future__ import annotations
@@ -29,27 +29,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from scm.attestation import tcb, tdx
 from scm.attestation.cache import DigestCache
+from scm.attestation.chains import (
+    CA_CERTS,
+    RevocationLists,
+    issued_by_root,
+    issuer,
+    signed_by_leaf,
+    verified_chain,
+    verified_crls,
+    verify_chain,
+)
 from scm.attestation.collateral import Collateral
 from scm.attestation.errors import CollateralError, QuoteFormatError
 from scm.attestation.pck import PckExtension, sgx_extension
 from scm.attestation.quote import EnclaveReport, Quote, Report, TdReport, parse_quote
 from scm.attestation.trust import (
-    CA_CERTS,
     COLLATERAL_CACHE_SIZE,
     MALFORMED_CERTIFICATE_ERRORS,
     PLATFORM_CACHE_SIZE,
-    RevocationLists,
     TrustError,
     Window,
     attestation_public_key,
     check_windows,
-    issued_by_root,
-    issuer,
-    signed_by_leaf,
     spki_key,
-    verified_chain,
-    verified_crls,
-    verify_chain,
     verify_raw_signature,
 )
 from scm.attestation.verdict import Verdict

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from scm.attestation.chains import signed_by_leaf, verified_crls
 from scm.attestation.errors import CollateralError
 from scm.attestation.pcs import crl_der, issuer_chain, signed_object
 from scm.attestation.tcb import parse_qe_identity, parse_tcb_info
-from scm.attestation.trust import signed_by_leaf, verified_crls
 from tests.attestation_cases import FIXTURES
 
 PCS = FIXTURES / "pcs-format" / "go-tdx-guest"

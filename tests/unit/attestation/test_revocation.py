@@ -6,7 +6,7 @@ from __future__ import annotations
 from cryptography import x509
 
 from scm.attestation import parse_quote
-from scm.attestation.trust import RevocationLists, verified_crls
+from scm.attestation.chains import RevocationLists, verified_crls
 from tests.attestation_cases import case
 
 NAME = "tdx_v4_uptodate"  # its PCK CRL lists 44 revoked certificates

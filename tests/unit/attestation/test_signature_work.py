@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from scm.attestation import parse_quote, trust, verify
+from scm.attestation import chains, parse_quote, trust, verify
 from tests.attestation_cases import case, case_names
 
 verify_module = importlib.import_module("scm.attestation.verify")
@@ -102,7 +102,7 @@ def test_a_platforms_own_certificate_is_not_kept_between_quotes(
     """So a platform seen for the first time really is decoded and checked anew."""
     c = case(name)
     verify(c.quote, c.collateral, c.verify_at)
-    kept = [cert.cert for cert in trust.CA_CERTS._items.values()]
+    kept = [cert.cert for cert in chains.CA_CERTS._items.values()]
     leaf, pck_ca = x509.load_pem_x509_certificates(parse_quote(c.quote).pck_chain_pem)[:2]
     assert pck_ca in kept
     assert leaf not in kept

@@ -14,9 +14,9 @@ from dataclasses import replace
 import pytest
 
 from scm.attestation import tcb, tdx, verify
+from scm.attestation.chains import verified_chain
 from scm.attestation.pck import PckExtension, pck_extension
 from scm.attestation.quote import TdReport, parse_quote
-from scm.attestation.trust import verified_chain
 from tests.attestation_cases import case, cases
 
 INTEL_CASES = [c.name for c in cases() if "expected_intel_qvl" in c.entry]
