@@ -91,10 +91,6 @@ class Chain:
     windows: tuple[Window, ...]
 
     @property
-    def certs(self) -> tuple[x509.Certificate, ...]:
-        return tuple(member.cert for member in self.members)
-
-    @property
     def leaf(self) -> x509.Certificate:
         return self.members[0].cert
 
