@@ -42,14 +42,37 @@ def _svn_entry(arc: int) -> bytes:
     )
 
 
-# The TCB field as Intel's PCK certificates lay it out: components 1-16 and the PCE SVN (one
-# byte each), then the 16-byte CPU SVN. Matched in one C call; any other DER takes the general
-# reader below, which gives the same values for this layout.
+# The TCB field's content as Intel's PCK certificates lay it out: components 1-16 and the PCE
+# SVN (one byte each), then the 16-byte CPU SVN.
 _TCB_AS_INTEL_WRITES_IT = re.compile(
     b"".join(_svn_entry(arc) for arc in range(1, _PCESVN + 1))
     + rb"\x30\x1f\x06\x0b"
     + re.escape(_OID_PREFIX + bytes((_TCB, _CPUSVN)))
     + rb"\x04\x10(.{16})",
+    re.DOTALL,
+)
+
+
+def _field(arc: int) -> bytes:
+    """The OID element of top-level field 1.2.840.113741.1.13.1.<arc>."""
+    return rb"\x06\x0a" + re.escape(_OID_PREFIX + bytes((arc,)))
+
+
+# The whole extension as Intel lays it out: PPID, TCB, PCE ID, FMSPC, SGX type and, in
+# certificates of the Platform CA, the platform instance ID and configuration. The part before
+# the TCB's content is of fixed size; the TCB's declared length says where the rest starts.
+_HEAD_AS_INTEL_WRITES_IT = re.compile(
+    rb"\x30\x82(..)"
+    + (rb"\x30\x1e" + _field(1) + rb"\x04\x10.{16}")
+    + (rb"\x30\x82(..)" + _field(_TCB) + rb"\x30\x82(..)"),
+    re.DOTALL,
+)
+_TAIL_AS_INTEL_WRITES_IT = re.compile(
+    (rb"\x30\x10" + _field(_PCE_ID) + rb"\x04\x02(..)")
+    + (rb"\x30\x14" + _field(_FMSPC) + rb"\x04\x06(.{6})")
+    + (rb"\x30\x0f" + _field(5) + rb"\x0a\x01.")
+    + (rb"(?:\x30\x1e" + _field(6) + rb"\x04\x10.{16}")
+    + (rb"\x30([\x00-\x7f])" + _field(7) + rb"\x30([\x00-\x7f])(.*))?"),
     re.DOTALL,
 )
 
@@ -82,29 +105,52 @@ def sgx_extension(tbs: bytes, names: der.SignedNames | None = None) -> PckExtens
     if data is None:
         raise CollateralError("PCK certificate has no Intel SGX extension")
     try:
-        fields = _named_fields(data, *der.only_sequence(data))
-        tag, start, end = fields[_TCB]
-        if tag != der.SEQUENCE:
-            raise ValueError("the TCB field is not a SEQUENCE")
-        fmspc, pce_id = _octets(data, fields[_FMSPC]), _octets(data, fields[_PCE_ID])
-        fast = _TCB_AS_INTEL_WRITES_IT.fullmatch(data, start, end)
-        if fast:
-            found = fast.groups()
-            svns = [
-                (short or long)[0] for short, long in zip(found[0:34:2], found[1:34:2], strict=True)
-            ]
-            return PckExtension(fmspc, pce_id, svns[16], tuple(svns[:16]), found[34])
-        tcb = _named_fields(data, start, end)
-        components = tuple(_integer(data, tcb[i]) for i in range(1, 17))
-        return PckExtension(
-            fmspc=fmspc,
-            pce_id=pce_id,
-            pce_svn=_integer(data, tcb[_PCESVN]),
-            sgx_tcb_components=components,
-            cpu_svn=_octets(data, tcb[_CPUSVN]),
-        )
+        return read_as_intel_writes_it(data) or read_any_layout(data)
     except (KeyError, IndexError, ValueError) as exc:
         raise CollateralError(f"PCK certificate's SGX extension is malformed: {exc}") from None
+
+
+def read_as_intel_writes_it(data: bytes) -> PckExtension | None:
+    """The extension's values when it has the layout of Intel's PCK certificates, else None.
+
+    Three regular-expression matches in C (the head, the TCB, the tail), placed by the lengths
+    the DER declares, which are checked against what matched: anything else (or any doubt) is
+    left to :func:`read_any_layout`.
+    """
+    head = _HEAD_AS_INTEL_WRITES_IT.match(data)
+    if not head:
+        return None
+    length, entry, tcb_length = (int.from_bytes(value, "big") for value in head.groups())
+    tcb_end = head.end() + tcb_length
+    tail = _TAIL_AS_INTEL_WRITES_IT.fullmatch(data, tcb_end)
+    if not tail or length != len(data) - 4 or entry != 16 + tcb_length:
+        return None
+    pce_id, fmspc, config, config_value, rest = tail.groups()
+    if config is not None and not config[0] == 14 + config_value[0] == 14 + len(rest):
+        return None
+    tcb = data[head.end() : tcb_end]
+    svns = _TCB_AS_INTEL_WRITES_IT.fullmatch(tcb)
+    if not svns:
+        return None
+    found = svns.groups()
+    values = [(short or long)[0] for short, long in zip(found[0:34:2], found[1:34:2], strict=True)]
+    return PckExtension(fmspc, pce_id, values[16], tuple(values[:16]), found[34])
+
+
+def read_any_layout(data: bytes) -> PckExtension:
+    """The extension's values, read field by field (any order, any DER lengths)."""
+    fields = _named_fields(data, *der.only_sequence(data))
+    tag, start, end = fields[_TCB]
+    if tag != der.SEQUENCE:
+        raise ValueError("the TCB field is not a SEQUENCE")
+    tcb = _named_fields(data, start, end)
+    return PckExtension(
+        fmspc=_octets(data, fields[_FMSPC]),
+        pce_id=_octets(data, fields[_PCE_ID]),
+        pce_svn=_integer(data, tcb[_PCESVN]),
+        sgx_tcb_components=tuple(_integer(data, tcb[i]) for i in range(1, 17)),
+        cpu_svn=_octets(data, tcb[_CPUSVN]),
+    )
 
 
 def _named_fields(data: bytes, pos: int, end: int) -> dict[int, der.Span]:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from scm.attestation import pck
 from scm.attestation.errors import CollateralError
+from tests.attestation_cases import case, case_names
 
 ARC = bytes.fromhex("2a864886f84d010d01")  # 1.2.840.113741.1.13.1
 
@@ -39,15 +40,26 @@ def _entry(arcs: bytes, value: bytes) -> bytes:
     return _tlv(0x30, _tlv(0x06, ARC + arcs) + value)
 
 
-def _extension(components: list[int], pce_svn: int, cpu_svn: bytes) -> bytes:
+def _extension(
+    components: list[int], pce_svn: int, cpu_svn: bytes, platform_ca: bool = False
+) -> bytes:
+    """The SGX extension in Intel's layout (with the Platform CA's two extra fields, if asked)."""
     tcb = b"".join(_entry(bytes((2, i)), _integer(v)) for i, v in enumerate(components, 1))
     tcb += _entry(b"\x02\x11", _integer(pce_svn)) + _entry(b"\x02\x12", _tlv(0x04, cpu_svn))
+    platform = (
+        _entry(b"\x06", _tlv(0x04, bytes(range(16))))
+        + _entry(b"\x07", _tlv(0x30, _entry(b"\x07\x01", _tlv(0x01, b"\x00"))))
+        if platform_ca
+        else b""
+    )
     return _tlv(
         0x30,
         _entry(b"\x01", _tlv(0x04, bytes(16)))
         + _entry(b"\x02", _tlv(0x30, tcb))
         + _entry(b"\x03", _tlv(0x04, b"\x00\x00"))
-        + _entry(b"\x04", _tlv(0x04, bytes.fromhex("00906ed50000"))),
+        + _entry(b"\x04", _tlv(0x04, bytes.fromhex("00906ed50000")))
+        + _entry(b"\x05", _tlv(0x0A, b"\x00"))
+        + platform,
     )
 
 
@@ -81,10 +93,14 @@ def _certificate(extension: bytes) -> x509.Certificate:
         ([256] + [0] * 15, 13, False),  # a component past one byte
     ],
 )
+@pytest.mark.parametrize("platform_ca", [False, True])
 def test_fast_path_and_general_reader_give_the_same_values(
-    components: list[int], pce_svn: int, fast: bool
+    components: list[int], pce_svn: int, fast: bool, platform_ca: bool
 ) -> None:
-    extension = _extension(components, pce_svn, bytes(range(16)))
+    extension = _extension(components, pce_svn, bytes(range(16)), platform_ca)
+    assert (pck.read_as_intel_writes_it(extension) is not None) is fast
+    if fast:
+        assert pck.read_as_intel_writes_it(extension) == pck.read_any_layout(extension)
     cert = _certificate(extension)
     read = pck.pck_extension(cert)
     assert read.sgx_tcb_components == tuple(components)
@@ -108,7 +124,6 @@ def test_a_missing_component_is_malformed() -> None:
 
 def _real_leaf_tbs() -> bytes:
     from scm.attestation import parse_quote
-    from tests.attestation_cases import case, case_names
 
     pem = parse_quote(case(case_names()[0]).quote).pck_chain_pem
     return x509.load_pem_x509_certificates(pem)[0].tbs_certificate_bytes
@@ -130,3 +145,26 @@ def test_any_damage_to_the_signed_bytes_is_a_collateral_error_or_a_reading(
     damaged = bytes(tbs[: max(1, cut % (len(tbs) + 1))])
     with contextlib.suppress(CollateralError):
         pck.sgx_extension(damaged)
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_real_pck_certificates_take_the_fast_path_with_the_general_readers_values(
+    name: str,
+) -> None:
+    from scm.attestation import parse_quote
+
+    pem = parse_quote(case(name).quote).pck_chain_pem
+    tbs = x509.load_pem_x509_certificates(pem)[0].tbs_certificate_bytes
+    extension = pck.der.extension_value(tbs, ARC)
+    assert extension is not None
+    fast = pck.read_as_intel_writes_it(extension)
+    assert fast is not None
+    assert fast == pck.read_any_layout(extension)
+
+
+def test_a_declared_length_that_does_not_add_up_leaves_the_fast_path() -> None:
+    extension = bytearray(_extension(list(range(16)), 11, bytes(16)))
+    extension[3] ^= 1  # the outer length
+    assert pck.read_as_intel_writes_it(bytes(extension)) is None
+    with pytest.raises(ValueError):
+        pck.read_any_layout(bytes(extension))
