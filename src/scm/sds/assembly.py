@@ -73,6 +73,7 @@ class SdsOverrides:
     pin_source: str | None = None
     user_pin_file: Path | None = None
     so_pin_file: Path | None = None
+    workers: int | None = None
     # Only the listeners given here: no [sds] gateway socket, group, allow-list or TCP
     # (``scm up`` must never bind a production server's addresses).
     only_given: bool = False
@@ -156,6 +157,9 @@ def server_options(settings: Settings, sds: SdsSettings, overrides: SdsOverrides
     if gateway:
         unix.append(UnixListener(gateway, group))
     uids = overrides.allowed_uids or sds.allowed_uids
+    workers = overrides.workers or (1 if overrides.only_given else sds.workers)
+    if workers < 1:
+        raise ConfigError(f"[sds] workers must be at least 1, not {workers}")
     return ServerOptions(
         unix=unix,
         tls=_tls_listener(overrides),
@@ -168,6 +172,7 @@ def server_options(settings: Settings, sds: SdsSettings, overrides: SdsOverrides
         ),
         max_streams_per_connection=sds.max_streams_per_connection,
         descriptor_reserve=sds.descriptor_reserve,
+        workers=workers,
     )
 
 

@@ -52,13 +52,17 @@ class PeerGate:
 
     def __init__(
         self,
-        backend: Path,
+        backend: Path | None,
         limits: AdmissionLimits,
         cap: int,
         on_refused: Callable[[int, str], None],
         clock: Callable[[], float] = time.monotonic,
+        hand_off: Callable[[socket.socket, int], None] | None = None,
     ) -> None:
         self.backend = backend
+        # With ``hand_off``, an admitted connection goes there (a worker process relays
+        # it and reports its end through ``counts.closed``) instead of relayed here.
+        self.hand_off = hand_off
         self.limits = limits
         self.counts = ConnectionCounts(limits, cap)
         self.on_refused = on_refused
@@ -126,7 +130,10 @@ class PeerGate:
         reason = self.counts.refusal(uid)
         if reason is None:
             self.counts.opened(uid)
-            self._spawn(self._relay(connection, uid))
+            if self.hand_off is not None:
+                self.hand_off(connection, uid)
+            else:
+                self._spawn(self._relay(connection, uid))
             return 0.0
         self.on_refused(uid, reason)
         if self.refusing >= self.limits.max_refusals_in_flight:
@@ -152,6 +159,7 @@ class PeerGate:
             self.refusing -= 1
 
     async def _relay(self, connection: socket.socket, uid: int) -> None:
+        assert self.backend is not None
         try:
             reader, writer = await asyncio.open_unix_connection(sock=connection)
             try:

@@ -14,8 +14,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from scm.errors import UnavailableError
 from scm.sds.admission import (
@@ -38,7 +40,7 @@ from scm.sds.listeners import (
 from scm.sds.metrics import SdsMetrics
 from scm.sds.peergate import PeerGate
 from scm.sds.render import SecretRenderer
-from scm.sds.service import Limits, SecretDiscoveryService
+from scm.sds.service import Limits, SecretDiscoveryService, describe_stream
 from scm.sds.store import SecretStore
 from scm.sds.wire import sds_method_handlers
 from scm.statelock import ServingLock
@@ -70,6 +72,10 @@ class ServerOptions:
     admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     max_streams_per_connection: int = DEFAULT_MAX_STREAMS_PER_CONNECTION
     descriptor_reserve: int = DEFAULT_DESCRIPTOR_RESERVE
+    workers: int = 1  # processes serving (scm.sds.workers); 1: this process alone
+    # Share the TCP port with sibling processes: only a worker pool's workers set it,
+    # their parent holding the port's serving lock.
+    reuse_port: bool = False
 
 
 def grpc_server_options(options: ServerOptions, connection_limit: int) -> list[tuple[str, int]]:
@@ -80,8 +86,9 @@ def grpc_server_options(options: ServerOptions, connection_limit: int) -> list[t
         # Envoy keeps its SDS streams open for days; let idle keepalives through.
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
-        # A second server on the same port must fail to bind, not share the port.
-        ("grpc.so_reuseport", 0),
+        # A second server on the same port must fail to bind, not share the port (a
+        # worker pool's workers share it: their parent holds the port's lock).
+        ("grpc.so_reuseport", 1 if options.reuse_port else 0),
         ("grpc.server.max_pending_requests", pending),
         ("grpc.server.max_pending_requests_hard_limit", 2 * pending),
         ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_WAIT_S),
@@ -116,6 +123,16 @@ class SdsServer:
     @property
     def ready(self) -> bool:
         return self._server is not None
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    async def refresh(self, with_streams: bool) -> None:
+        """Nothing to gather: this process holds every stream (see :mod:`.monitor`)."""
+
+    def stream_entries(self) -> list[dict[str, Any]]:
+        return [describe_stream(info) for info in self.service.streams.values()]
 
     async def start(self) -> None:
         """Listen on every listener, or raise having undone everything already started."""

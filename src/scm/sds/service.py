@@ -64,6 +64,21 @@ class StreamInfo:
     )
 
 
+def describe_stream(info: StreamInfo) -> dict[str, Any]:
+    """One open stream as /status shows it."""
+    return {
+        "id": info.id,
+        "api": info.api,
+        "node": info.node_id,
+        "cluster": info.cluster,
+        "names": sorted(info.names),
+        "acked": info.acked,
+        "nacks": info.nacks,
+        "last_nack": info.last_nack or None,
+        "opened_at": info.opened_at.isoformat(),
+    }
+
+
 class _Rejected(Exception):
     """End the RPC with ``code`` and a message; ``reason`` labels the metric."""
 
