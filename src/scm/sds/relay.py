@@ -45,10 +45,8 @@ class _Half(asyncio.BufferedProtocol):
             self.early.append(bytes(_VIEW[:nbytes]))
 
     def eof_received(self) -> bool:
-        peer = self.peer
-        if peer is not None and peer.transport is not None and peer.transport.can_write_eof():
-            peer.transport.write_eof()
-            return True  # half-closed: the other direction may still carry data
+        # HTTP/2 has no use for a half-closed connection (gRPC keeps serving its streams
+        # on one): either side's EOF ends the relay, both sides closed once flushed.
         return False
 
     def pause_writing(self) -> None:
