@@ -29,6 +29,7 @@ from scm.sds.daemon import (
     on_stop_signal,
     running,
 )
+from scm.sds.gcpolicy import settle_heap
 from scm.sds.issuer import CertificateIssuer
 from scm.sds.issuing import build_issuer, embedded_token_pins
 from scm.sds.keyprovider import KeyProviderConfig, Pins, load_provider_config
@@ -197,6 +198,7 @@ async def serve_plan_until_stopped(
     stop = asyncio.Event()
     with on_stop_signal(stop.set):
         async with running_plan(plan):
+            settle_heap()
             log.info("SDS serving %s", plan.describe())
             if announce is not None:
                 announce(plan.describe())

@@ -35,6 +35,7 @@ from scm.errors import ScmError, UnavailableError
 from scm.log import setup_logging
 from scm.sds.admission import AdmissionLimits
 from scm.sds.credentials import SecretValue
+from scm.sds.gcpolicy import settle_heap
 from scm.sds.listeners import UnixListener
 from scm.sds.metricsum import snapshot
 from scm.sds.relay import relay
@@ -136,6 +137,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         loop.add_reader(connections.fileno(), self._connections_ready, connections)
         send(self.writer, ("ready", os.getpid(), list(self.server.tls_ports)))
+        settle_heap()
         listen = asyncio.create_task(self._listen())
         try:
             await self.stopping.wait()
