@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import pytest
 from cryptography import x509
 from envoy.service.secret.v3 import sds_pb2_grpc
 
+from scm.errors import ScmError
 from scm.keys import Pkcs11Keystore
 from scm.pki import IssuedCertificate, LocalCA
-from scm.sds import DEFAULT, ROOTCA, SecretRenderer, SecretStore, ServerOptions
+from scm.sds import DEFAULT, ROOTCA, SdsServer, SecretRenderer, SecretStore, ServerOptions
 from scm.sds.admission import AdmissionLimits
 from scm.sds.leafkeys import SOFTWARE
 from scm.sds.listeners import TlsListener, UnixListener
@@ -406,3 +408,41 @@ def test_stopping_the_parent_leaves_no_worker_socket_or_directory(
     # the workers end with their parent (by its order, or because its channel closed)
     wait_for(lambda: not any(process_exists(pid) for pid in pids), what="the workers to end")
     wait_for(lambda: private_dirs() <= before, what="the workers' private sockets removed")
+
+
+def test_only_the_pools_own_workers_share_its_tcp_port(
+    socket_path: Path,
+    start_server: Callable[..., ServerThread],
+    tls_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    sds = start_server(workers=2, tls=[tls_listener(tls_files)])
+    port = pool_of(sds).tls_ports[0]
+    taken = replace(tls_listener(tls_files), port=port)
+    other_socket = socket_path.with_name("other.sock")
+    for workers in (1, 2):  # a plain server cannot bind; another pool finds the port locked
+        options = ServerOptions(unix=(UnixListener(other_socket),), tls=[taken], workers=workers)
+        server = (WorkerPool if workers > 1 else SdsServer)(
+            SecretStore(), SecretRenderer(), options
+        )
+        with pytest.raises(ScmError, match=f"127.0.0.1:{port}"):
+            sds.run(server.start(), timeout=90)
+        assert not other_socket.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [(["--workers", "0"], "--workers"), ([], "[sds] workers must be")]
+)
+def test_a_bad_worker_count_is_one_line_and_starts_nothing(
+    args: list[str], message: str, served_files: list[str], socket_path: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "scm.toml").write_text("[sds]\nworkers = 0\n")
+    result = subprocess.run(
+        [SCM, "--config", str(tmp_path / "scm.toml"), "--state-dir", str(tmp_path), "sds",
+         "serve", "--socket", str(socket_path), *args, *served_files],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not socket_path.exists()
