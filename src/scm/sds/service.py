@@ -126,7 +126,7 @@ class SecretDiscoveryService:
             yield response
 
     async def FetchSecrets(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.metrics.requests.labels("fetch").inc()
+        self.metrics.api("fetch").requests.inc()
         try:
             if isinstance(request, Malformed):
                 raise _malformed(request)
@@ -135,7 +135,7 @@ class SecretDiscoveryService:
         except _Rejected as exc:
             self._refuse(exc, context, "fetch")
             await context.abort(exc.code, str(exc))
-        self.metrics.pushes.labels("fetch").inc(len(secrets))
+        self.metrics.api("fetch").pushes.inc(len(secrets))
         return discovery_pb2.DiscoveryResponse(
             version_info=_combined_version(secrets),
             resources=[self._pack(s) for s in secrets],
@@ -159,8 +159,8 @@ class SecretDiscoveryService:
         info = StreamInfo(next(self._ids), stream.api)
         stream.info = info
         self.streams[info.id] = info
-        self.metrics.streams_total.labels(stream.api).inc()
-        self.metrics.streams_active.labels(stream.api).inc()
+        self.metrics.api(stream.api).streams_opened.inc()
+        self.metrics.api(stream.api).streams_active.inc()
         reader = asyncio.create_task(stream.read(requests))
         try:
             while True:
@@ -168,7 +168,7 @@ class SecretDiscoveryService:
                 stream.wake.clear()
                 request = stream.take()
                 if request is not None:
-                    self.metrics.requests.labels(stream.api).inc()
+                    self.metrics.api(stream.api).requests.inc()
                     if isinstance(request, Malformed):
                         raise _malformed(request)
                     for response in await stream.on_request(request):
@@ -187,7 +187,7 @@ class SecretDiscoveryService:
             reader.cancel()
             stream.close()
             del self.streams[info.id]
-            self.metrics.streams_active.labels(stream.api).dec()
+            self.metrics.api(stream.api).streams_active.dec()
 
     def _refuse(
         self, exc: _Rejected | ProtocolViolation, context: grpc.aio.ServicerContext, where: str
@@ -248,11 +248,11 @@ class SecretDiscoveryService:
     def _note_answer(self, stream: _Stream, verdict: Verdict, error: str) -> None:
         info = stream.info
         if verdict is Verdict.ACK:
-            self.metrics.acks.labels(stream.api).inc()
+            self.metrics.api(stream.api).acks.inc()
         elif verdict is Verdict.NACK:
             info.nacks += 1
             info.last_nack = error[:500]
-            self.metrics.nacks.labels(stream.api).inc()
+            self.metrics.api(stream.api).nacks.inc()
             # error_detail is the peer's text: never key material, but escaped (it could
             # otherwise forge log lines)
             log.warning(
@@ -365,7 +365,7 @@ class _SotwStream(_Stream):
     def _response(self, secrets: list[StoredSecret]) -> Any:
         version = _combined_version(secrets)
         nonce = self.state.sending(version)
-        self.service.metrics.pushes.labels(self.api).inc(len(secrets))
+        self.service.metrics.api(self.api).pushes.inc(len(secrets))
         return discovery_pb2.DiscoveryResponse(
             version_info=version,
             resources=[self.service._pack(s) for s in secrets],
@@ -429,7 +429,7 @@ class _DeltaStream(_Stream):
         versions: dict[str, str | None] = {s.name: s.version for s in updates}
         versions.update(dict.fromkeys(removed))
         nonce = self.state.sending(versions)
-        self.service.metrics.pushes.labels(self.api).inc(len(updates))
+        self.service.metrics.api(self.api).pushes.inc(len(updates))
         return [
             discovery_pb2.DeltaDiscoveryResponse(
                 system_version_info=_combined_version(updates),
