@@ -143,7 +143,8 @@ class WorkerPool:
 
     @property
     def ready(self) -> bool:
-        return self._undo is not None and all(w.ready for w in self.workers)
+        """Started, and serving through at least one worker (others may be restarting)."""
+        return self._undo is not None and any(w.ready for w in self.workers)
 
     def pids(self) -> list[int]:
         """This process and every running worker (for measuring them together)."""

@@ -446,3 +446,21 @@ def test_a_bad_worker_count_is_one_line_and_starts_nothing(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not socket_path.exists()
+
+
+def test_a_worker_that_cannot_start_stops_the_server_with_one_line(
+    served_files: list[str], socket_path: Path, tmp_path: Path
+) -> None:
+    before = private_dirs()
+    missing = tmp_path / "missing.pem"
+    result = subprocess.run(
+        [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--socket", str(socket_path),
+         "--workers", "2", "--tcp", "127.0.0.1:0", "--tls-cert", str(missing),
+         "--tls-key", str(missing), "--tls-client-ca", str(missing), *served_files],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "did not start: cannot read TLS listener file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not socket_path.exists()
+    assert private_dirs() <= before
