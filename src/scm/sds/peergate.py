@@ -21,8 +21,16 @@ import struct
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
-from scm.sds.admission import AdmissionLimits, ConnectionCounts, RefusalPacer, refusal_status
+from scm.sds.admission import (
+    AdmissionLimits,
+    ConnectionCounts,
+    RefusalLog,
+    RefusalPacer,
+    refusal_status,
+)
+from scm.sds.listeners import owner_only_umask, prepare_socket_path
 from scm.sds.refusal import refuse_connection
 
 log = logging.getLogger(__name__)
@@ -191,3 +199,24 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             writer.close()
+
+
+async def open_gate(gate: PeerGate, public: Path, undo: contextlib.AsyncExitStack) -> None:
+    """Start ``gate`` on ``public`` (a stale socket replaced; owner-only until the caller
+    secures it); ``undo`` stops the gate and removes the socket."""
+    prepare_socket_path(public)
+    with owner_only_umask():
+        await gate.start(public)
+    undo.callback(public.unlink, missing_ok=True)
+    undo.push_async_callback(gate.stop)
+
+
+def refusal_recorder(rejected: Any, refusal_log: RefusalLog) -> Callable[[int, str], None]:
+    """A gate's ``on_refused``: count the refusal in ``rejected`` (the labelled
+    ``scm_sds_rejected`` counter) and log it once per uid and reason per minute."""
+
+    def refused(uid: int, reason: str) -> None:
+        rejected.labels(reason).inc()
+        refusal_log.refused(f"uid {uid}", reason, refusal_status(reason)[1])
+
+    return refused

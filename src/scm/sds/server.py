@@ -27,18 +27,15 @@ from scm.sds.admission import (
     RefusalLog,
     connection_cap,
     descriptor_budget,
-    refusal_status,
 )
 from scm.sds.listeners import (
     TlsListener,
     UnixListener,
     bind_unix,
-    owner_only_umask,
-    prepare_socket_path,
     secure_unix_socket,
 )
 from scm.sds.metrics import SdsMetrics
-from scm.sds.peergate import PeerGate
+from scm.sds.peergate import PeerGate, open_gate, refusal_recorder
 from scm.sds.render import SecretRenderer
 from scm.sds.service import Limits, SecretDiscoveryService, describe_stream
 from scm.sds.store import SecretStore
@@ -180,19 +177,12 @@ class SdsServer:
         private = []
         for index, listener in enumerate(public):
             backend = UnixListener(private_dir / f"sds-{index}.sock")
-            gate = PeerGate(backend.path, self.options.admission, cap, self._refused)
-            prepare_socket_path(listener.path)
-            with owner_only_umask():
-                await gate.start(listener.path)
-            undo.callback(listener.path.unlink, missing_ok=True)
-            undo.push_async_callback(gate.stop)
+            refused = refusal_recorder(self.metrics.rejected, self.refusal_log)
+            gate = PeerGate(backend.path, self.options.admission, cap, refused)
+            await open_gate(gate, listener.path, undo)
             self.gates.append(gate)
             private.append(backend)
         return private
-
-    def _refused(self, uid: int, reason: str) -> None:
-        self.metrics.rejected.labels(reason).inc()
-        self.refusal_log.refused(f"uid {uid}", reason, refusal_status(reason)[1])
 
     async def stop(self, grace: float | None = 1.0) -> None:
         if self._server is None or self._undo is None:

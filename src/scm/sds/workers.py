@@ -50,18 +50,15 @@ from scm.sds.admission import (
     RefusalLog,
     connection_cap,
     descriptor_budget,
-    refusal_status,
 )
 from scm.sds.listeners import (
     TlsListener,
-    owner_only_umask,
     port_lock_dir,
-    prepare_socket_path,
     secure_unix_socket,
 )
 from scm.sds.metrics import SdsMetrics
 from scm.sds.metricsum import Family, snapshot, summed_registry
-from scm.sds.peergate import PeerGate
+from scm.sds.peergate import PeerGate, open_gate, refusal_recorder
 from scm.sds.render import SecretRenderer
 from scm.sds.server import ServerOptions
 from scm.sds.store import SecretStore, UnknownSecretError
@@ -258,19 +255,11 @@ class WorkerPool:
                 None,
                 self.options.admission,
                 max(cap, 1),
-                self._refused,
+                refusal_recorder(self.metrics.rejected, self.refusal_log),
                 hand_off=functools.partial(self._hand_off, index),
             )
-            prepare_socket_path(listener.path)
-            with owner_only_umask():
-                await gate.start(listener.path)
-            undo.callback(listener.path.unlink, missing_ok=True)
-            undo.push_async_callback(gate.stop)
+            await open_gate(gate, listener.path, undo)
             self.gates.append(gate)
-
-    def _refused(self, uid: int, reason: str) -> None:
-        self.metrics.rejected.labels(reason).inc()
-        self.refusal_log.refused(f"uid {uid}", reason, refusal_status(reason)[1])
 
     # --- handing connections to workers ---------------------------------------------------
 
