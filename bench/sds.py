@@ -140,7 +140,7 @@ class Scm:
         return len(service._pack(stored).SerializeToString())
 
     async def stop(self) -> None:
-        await self.server.stop(0)
+        await self.server.stop(2.0)  # streams end normally first (no cancelled handlers)
 
 
 class Bare:

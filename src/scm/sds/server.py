@@ -166,6 +166,7 @@ class SdsServer:
             self._server = server
 
     async def _stop_grpc(self, server: grpc.aio.Server) -> None:
+        await self.service.end_streams(self._grace or 0.0)
         await server.stop(self._grace)
 
     async def _start_gates(

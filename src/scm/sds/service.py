@@ -109,9 +109,21 @@ class SecretDiscoveryService:
         self.limits = limits or Limits()
         self.refusal_log = refusal_log or RefusalLog()
         self.streams: dict[int, StreamInfo] = {}
+        self._open: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
         # name -> (version, packed Secret): each version is rendered once, not per stream
         self._rendered: dict[str, tuple[str, any_pb2.Any]] = {}
+
+    async def end_streams(self, timeout: float) -> None:
+        """End every open stream normally (status OK, after the request in hand), waiting
+        up to ``timeout`` seconds: a server that stops with streams still open has gRPC
+        cancel their handlers, which grpc.aio logs as tracebacks. Envoy reconnects."""
+        for stream in list(self._open.values()):
+            stream.ended = True
+            stream.wake.set()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def StreamSecrets(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
@@ -159,6 +171,7 @@ class SecretDiscoveryService:
         info = StreamInfo(next(self._ids), stream.api)
         stream.info = info
         self.streams[info.id] = info
+        self._open[info.id] = stream
         self.metrics.api(stream.api).streams_opened.inc()
         self.metrics.api(stream.api).streams_active.inc()
         reader = asyncio.create_task(stream.read(requests))
@@ -187,6 +200,7 @@ class SecretDiscoveryService:
             reader.cancel()
             stream.close()
             del self.streams[info.id]
+            del self._open[info.id]
             self.metrics.api(stream.api).streams_active.dec()
 
     def _refuse(

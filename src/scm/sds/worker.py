@@ -27,6 +27,7 @@ import socket
 import struct
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from scm.sds.workerlink import decode_value, receive, send
 log = logging.getLogger(__name__)
 
 HANDOFF = struct.Struct("!II")  # which public socket (gate index), peer uid
+RELAY_FAILURE_LOG_INTERVAL_S = 60.0
 EXPIRY_FAMILY = "scm_sds_certificate_expiry_seconds"  # the parent reports its own store's
 
 
@@ -131,6 +133,8 @@ class Worker:
         )
         self.server = SdsServer(self.store, spec.renderer, options)
         self.stopping = asyncio.Event()
+        self._connecting: set[asyncio.Task[None]] = set()
+        self._relay_failure_logged = -RELAY_FAILURE_LOG_INTERVAL_S
 
     async def run(self, connections: socket.socket) -> None:
         await self.server.start()
@@ -194,17 +198,26 @@ class Worker:
                 return
             gate, uid = HANDOFF.unpack(data)
             for fd in fds:
-                connection = socket.socket(fileno=fd)
-                asyncio.get_running_loop().create_task(
-                    relay(connection, self.backend.path, self._closed_callback(gate, uid))
+                task = asyncio.get_running_loop().create_task(
+                    self._relay(socket.socket(fileno=fd), gate, uid)
                 )
+                self._connecting.add(task)  # the loop holds tasks weakly
+                task.add_done_callback(self._connecting.discard)
 
-    def _closed_callback(self, gate: int, uid: int) -> Any:
+    async def _relay(self, connection: socket.socket, gate: int, uid: int) -> None:
+        """Relay one passed connection; the parent hears when it has ended."""
+
         def closed() -> None:
             if not self.writer.is_closing():
                 send(self.writer, ("closed", gate, uid))
 
-        return closed
+        try:
+            await relay(connection, self.backend.path, closed)
+        except OSError as exc:  # closed and reported already; say why, once a minute
+            now = time.monotonic()
+            if now - self._relay_failure_logged >= RELAY_FAILURE_LOG_INTERVAL_S:
+                self._relay_failure_logged = now
+                log.warning("cannot relay an SDS connection to gRPC: %s", exc.strerror or exc)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.private_dir, ignore_errors=True)

@@ -378,25 +378,25 @@ def served_files(ca: TestCA, tmp_path: Path) -> Iterator[list[str]]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "SIGKILL"])
-def test_stopping_the_parent_leaves_no_worker_socket_or_directory(
-    stop: str, served_files: list[str], socket_path: Path, tmp_path: Path
+@pytest.mark.parametrize(("stop", "workers"), [("SIGTERM", 1), ("SIGTERM", 2), ("SIGKILL", 2)])
+def test_stopping_with_open_streams_leaves_no_worker_socket_directory_or_traceback(
+    stop: str, workers: int, served_files: list[str], socket_path: Path, tmp_path: Path
 ) -> None:
     before = private_dirs()
     process = subprocess.Popen(
         [SCM, "--state-dir", str(tmp_path), "sds", "serve", "--socket", str(socket_path),
-         "--workers", "2", *served_files],
+         "--workers", str(workers), *served_files],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    streams: Streams | None = None
     try:
         wait_for(lambda: socket_path.is_socket(), timeout=60, what="the SDS socket")
-        workers = wait_for(lambda: len(children_of(process.pid)) == 2, what="two workers")
-        assert workers
+        if workers > 1:
+            wait_for(lambda: len(children_of(process.pid)) == workers, what="the workers")
         pids = children_of(process.pid)
-        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
-            stub = sds_pb2_grpc.SecretDiscoveryServiceStub(channel)
-            assert secrets_of(stub.FetchSecrets(request(["ingress-cert"]), timeout=20))
-        if stop == "SIGTERM":
+        streams = Streams(f"unix:{socket_path}", 6, "ingress-cert")
+        wait_for(lambda: all(streams.versions), what="open streams on every worker")
+        if stop == "SIGTERM":  # streams end normally: no cancelled handler, no traceback
             stop_cleanly(process, socket_path)
         else:
             process.kill()
@@ -405,6 +405,8 @@ def test_stopping_the_parent_leaves_no_worker_socket_or_directory(
         if process.poll() is None:
             process.kill()
             process.communicate()
+        if streams is not None:
+            streams.close()
     # the workers end with their parent (by its order, or because its channel closed)
     wait_for(lambda: not any(process_exists(pid) for pid in pids), what="the workers to end")
     wait_for(lambda: private_dirs() <= before, what="the workers' private sockets removed")
