@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from scm.errors import ScmError, UnavailableError
-from scm.log import setup_logging
+from scm.log import FORMAT, setup_logging
 from scm.sds.admission import AdmissionLimits
 from scm.sds.credentials import SecretValue
 from scm.sds.gcpolicy import settle_heap
@@ -234,6 +234,8 @@ async def serve(messages_fd: int, connections_fd: int) -> int:
         return 2
     spec: WorkerSpec = first[1]
     setup_logging(spec.log_level)
+    for handler in logging.getLogger().handlers:  # say which worker a line comes from
+        handler.setFormatter(logging.Formatter(FORMAT.replace(": ", f" (worker {spec.index}): ")))
     worker = Worker(spec, reader, writer)
     try:
         await worker.run(connections)
