@@ -26,7 +26,6 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,12 +55,15 @@ EXPIRY_FAMILY = "scm_sds_certificate_expiry_seconds"  # the parent reports its o
 @dataclass(frozen=True)
 class WorkerSpec:
     """What a worker serves: its index, the server options (TLS listeners and limits)
-    and the renderer; ``relayed`` says whether Unix connections will be handed to it."""
+    and the renderer; ``relayed`` says whether Unix connections will be handed to it, and
+    ``private_dir`` where its private gRPC socket goes."""
 
     index: int
     options: ServerOptions
     renderer: SecretRenderer
     relayed: bool
+    # made by the parent, which removes it when this worker has ended, however it ended
+    private_dir: Path
     log_level: str = "INFO"
 
 
@@ -122,7 +124,7 @@ class Worker:
         self.provider = ParentProvider(writer)
         self.store = SecretStore(self.provider)
         self.provider.store = self.store
-        self.private_dir = Path(tempfile.mkdtemp(prefix=f"scm-sds-worker{spec.index}-"))
+        self.private_dir = spec.private_dir
         self.backend = UnixListener(self.private_dir / "grpc.sock")
         options = replace(
             spec.options,

@@ -34,12 +34,15 @@ import functools
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -83,6 +86,7 @@ class _Worker:
     process: asyncio.subprocess.Process | None = None
     writer: asyncio.StreamWriter | None = None
     connections: socket.socket | None = None  # the parent's end of the SCM_RIGHTS pair
+    private_dir: Path | None = None  # where its private gRPC socket is
     ready: bool = False
     started_at: float = 0.0
     pid: int = 0
@@ -334,11 +338,13 @@ class WorkerPool:
         reader, writer = await asyncio.open_unix_connection(sock=ours)
         worker.process, worker.writer, worker.connections = process, writer, handoff_ours
         worker.started_at = time.monotonic()
+        worker.private_dir = Path(tempfile.mkdtemp(prefix=f"scm-sds-worker{worker.index}-"))
         spec = WorkerSpec(
             worker.index,
             self._worker_options,
             self.renderer,
             relayed=bool(self.options.unix),
+            private_dir=worker.private_dir,
             log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
         )
         send(writer, ("spec", spec))
@@ -488,6 +494,9 @@ class WorkerPool:
             answer.cancel()
         worker.answers.clear()
         worker.writer = None
+        if worker.private_dir is not None:  # a worker killed outright cannot remove it
+            shutil.rmtree(worker.private_dir, ignore_errors=True)
+            worker.private_dir = None
         if self.gates:
             self._release(worker)
 

@@ -280,6 +280,7 @@ def test_connection_limits_hold_across_workers(
 def test_a_killed_worker_is_restarted_and_its_connections_released(
     ca: TestCA, socket_path: Path, start_server: Callable[..., ServerThread]
 ) -> None:
+    before = private_dirs()
     sds = start_server(workers=2)
     sds.call(lambda: sds.store.put(DEFAULT, ca.credential()))
     pool = pool_of(sds)
@@ -287,10 +288,13 @@ def test_a_killed_worker_is_restarted_and_its_connections_released(
     try:
         wait_for(lambda: all(streams.versions), what="four streams served")
         victim = pool.workers[0]
-        old_pid = victim.pid
+        old_pid, old_dir = victim.pid, victim.private_dir
+        assert old_dir is not None and old_dir in private_dirs()
         assert victim.open_connections > 0
         os.kill(old_pid, signal.SIGKILL)
         wait_for(lambda: victim.ready and victim.pid != old_pid, what="the worker's restart")
+        assert old_dir not in private_dirs()  # the dead worker's private socket is removed
+        assert len(private_dirs() - before) == 2
         assert pool_metric(sds, "scm_sds_worker_restarts_total") == 1
         wait_for(lambda: len(streams.failures) > 0, what="the killed worker's streams to end")
         # what the dead worker held is no longer counted; new connections are served
