@@ -14,9 +14,16 @@ server memory per connection and server CPU per pushed Secret. With
 client and a connection flood from a disallowed uid started once the Envoys are
 connected, running while the rotations are pushed. Figures only.
 
+With ``SCM_BENCH_SDS_WORKERS=N`` scm serves from N worker processes (its parent gates
+the socket and passes connections to them) and the bare peer runs as N processes too,
+each on a socket of its own with the clients' connections spread evenly over them (no
+gate, no relay: what sharding by socket path would cost). Memory and CPU are summed over
+all server processes. The clients run on the same machine and share its cores.
+
 Environment: SCM_BENCH_SDS_CONNECTIONS (default 1000), SCM_BENCH_SDS_CLIENTS (4),
-SCM_BENCH_SDS_PEER=0 (skip the bare server), SCM_BENCH_SDS_FLOOD=1 (add the hostile run;
-"only": just the gated server quiet and under attack).
+SCM_BENCH_SDS_WORKERS (1), SCM_BENCH_SDS_PEER=0 (skip the bare server),
+SCM_BENCH_SDS_FLOOD=1 (add the hostile run; "only": just the gated server quiet and
+under attack).
 """
 
 from __future__ import annotations
@@ -46,15 +53,18 @@ from tests.integration.sds.client import request
 
 from scm.sds import DEFAULT, ROOTCA, SdsServer, SecretRenderer, SecretStore, ServerOptions
 from scm.sds.admission import AdmissionLimits
+from scm.sds.gcpolicy import settle_heap
 from scm.sds.listeners import UnixListener
 from scm.sds.render import SECRET_TYPE_URL
 from scm.sds.service import Limits
+from scm.sds.workers import WorkerPool
 
 CONNECTIONS = int(os.environ.get("SCM_BENCH_SDS_CONNECTIONS", "1000"))
 CLIENT_PROCESSES = int(os.environ.get("SCM_BENCH_SDS_CLIENTS", "4"))
 FLOOD_MODE = os.environ.get("SCM_BENCH_SDS_FLOOD", "")  # "1": add the hostile run; "only"
 FLOOD = FLOOD_MODE in ("1", "only")
 PEER = os.environ.get("SCM_BENCH_SDS_PEER", "1") == "1"  # 0: skip the bare grpc.aio run
+WORKERS = int(os.environ.get("SCM_BENCH_SDS_WORKERS", "1"))
 OPEN_TIMEOUT_S = 120.0
 ROTATION_TIMEOUT_S = 60.0
 ROTATIONS = 3
@@ -62,15 +72,23 @@ TICKS = os.sysconf("SC_CLK_TCK")
 ERRORS: collections.Counter[str] = collections.Counter()  # a client process's failures
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize()
+def rss_bytes(pids: list[int] | None = None) -> int:
+    """Resident memory of ``pids`` (default: this process), summed."""
+    total = 0
+    for pid in pids or ["self"]:
+        with open(f"/proc/{pid}/statm") as statm:
+            total += int(statm.read().split()[1]) * resource.getpagesize()
+    return total
 
 
-def cpu_seconds() -> float:
-    with open("/proc/self/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+def cpu_seconds(pids: list[int] | None = None) -> float:
+    """User and system CPU time of ``pids`` (default: this process), summed."""
+    total = 0.0
+    for pid in pids or ["self"]:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return total
 
 
 def big_limits() -> Limits:
@@ -93,14 +111,24 @@ class Scm:
             unix=(UnixListener(socket_path),),
             limits=big_limits(),
             admission=admission or AdmissionLimits(),
+            workers=WORKERS,
         )
-        self.server = SdsServer(self.store, SecretRenderer(), options)
+        self.server: SdsServer | WorkerPool
+        if WORKERS > 1:
+            self.server = WorkerPool(self.store, SecretRenderer(), options)
+        else:
+            self.server = SdsServer(self.store, SecretRenderer(), options)
 
     async def start(self) -> None:
         await self.server.start()
 
-    def acks(self) -> float:
-        return self.server.metrics.acks.labels("sotw")._value.get()  # type: ignore[no-any-return]
+    def pids(self) -> list[int]:
+        return self.server.pids() if isinstance(self.server, WorkerPool) else [os.getpid()]
+
+    async def acks(self) -> float:
+        await self.server.refresh(with_streams=False)  # the workers' counts (a round trip)
+        value = self.server.metrics_registry.get_sample_value("scm_sds_acks_total", {"api": "sotw"})
+        return value or 0.0
 
     def rotate(self) -> None:
         self.store.put(DEFAULT, self.ca.credential())
@@ -108,10 +136,11 @@ class Scm:
     def secret_bytes(self) -> int:
         stored = self.store.get(DEFAULT)
         assert stored is not None
-        return len(self.server.service._pack(stored).SerializeToString())
+        service = SdsServer(self.store, SecretRenderer(), ServerOptions()).service
+        return len(service._pack(stored).SerializeToString())
 
     async def stop(self) -> None:
-        await self.server.stop(0)
+        await self.server.stop(2.0)  # streams end normally first (no cancelled handlers)
 
 
 class Bare:
@@ -173,7 +202,10 @@ class Bare:
     async def start(self) -> None:
         await self.server.start()
 
-    def acks(self) -> float:
+    def pids(self) -> list[int]:
+        return [os.getpid()]
+
+    async def acks(self) -> float:
         return self.ack_count
 
     def rotate(self) -> None:
@@ -204,12 +236,13 @@ async def _serve(kind: str, socket_path: Path, secret_bytes: int, commands: Conn
     else:
         server = Scm(socket_path, gated=kind == "scm-gated")
     await server.start()
+    settle_heap()  # as scm sds serve does; the bare peer gets the same, to stay comparable
     loop = asyncio.get_running_loop()
-    commands.send(rss_bytes())
+    commands.send(rss_bytes(server.pids()))
     while True:
         command = await loop.run_in_executor(None, commands.recv)
         if command == "rss":
-            commands.send(rss_bytes())
+            commands.send(rss_bytes(server.pids()))
         elif command == "size":
             commands.send(server.secret_bytes() if isinstance(server, Scm) else secret_bytes)
         elif isinstance(command, tuple) and command[0] == "rotate":
@@ -222,15 +255,17 @@ async def _serve(kind: str, socket_path: Path, secret_bytes: int, commands: Conn
 
 async def _rotation(server: Scm | Bare, expected: int) -> tuple[float | None, int, float]:
     """Rotate; (seconds until ``expected`` more ACKs or None, ACKs seen, CPU seconds)."""
-    before, cpu = server.acks(), cpu_seconds()
+    pids = server.pids()
+    before, cpu = await server.acks(), cpu_seconds(pids)
     started = time.perf_counter()
     server.rotate()
     deadline = started + ROTATION_TIMEOUT_S
-    while server.acks() < before + expected and time.perf_counter() < deadline:
-        await asyncio.sleep(0.002)
+    poll = 0.002 if len(pids) == 1 else 0.02  # each poll asks every worker
+    while (acks := await server.acks()) < before + expected and time.perf_counter() < deadline:
+        await asyncio.sleep(poll)
     elapsed = time.perf_counter() - started
-    acked = int(server.acks() - before)
-    return (elapsed if acked >= expected else None), acked, cpu_seconds() - cpu
+    acked = int(acks - before)
+    return (elapsed if acked >= expected else None), acked, cpu_seconds(pids) - cpu
 
 
 # --- the clients -----------------------------------------------------------------------
@@ -258,17 +293,18 @@ async def hold_stream(stub: Any, name: str, opened: asyncio.Future[bool]) -> boo
             opened.set_result(False)
 
 
-def hold(socket_path: str, connections: int, report: Connection) -> None:
-    asyncio.run(_hold(socket_path, connections, report))
+def hold(paths: list[str], first: int, connections: int, report: Connection) -> None:
+    asyncio.run(_hold(paths, first, connections, report))
 
 
-async def _hold(socket_path: str, connections: int, report: Connection) -> None:
+async def _hold(paths: list[str], first: int, connections: int, report: Connection) -> None:
+    """Connections ``first`` onwards; connection g goes to ``paths[g % len(paths)]``."""
     loop = asyncio.get_running_loop()
     channels = [
         grpc.aio.insecure_channel(
-            f"unix:{socket_path}", options=[("grpc.use_local_subchannel_pool", 1)]
+            f"unix:{paths[g % len(paths)]}", options=[("grpc.use_local_subchannel_pool", 1)]
         )
-        for _ in range(connections)
+        for g in range(first, first + connections)
     ]
     opened: list[asyncio.Future[bool]] = []
     tasks = []
@@ -324,24 +360,71 @@ def connection_flood(socket_path: str) -> None:
 # --- one measurement -------------------------------------------------------------------
 
 
+class Servers:
+    """The server processes of one measurement: scm's (its workers are its children) or
+    the bare peer's shards; commands go to all, answers are added up."""
+
+    def __init__(self, kind: str, socket_path: str, secret_bytes: int) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        shards = WORKERS if kind == "bare" else 1
+        self.paths = [socket_path] if shards == 1 else [f"{socket_path}.{k}" for k in range(shards)]
+        # connection g goes to shard g % shards (see _hold)
+        self.expected = [len(range(k, CONNECTIONS, shards)) for k in range(shards)]
+        self.processes: list[Any] = []
+        self.controls: list[Connection] = []
+        for path in self.paths:
+            control, server_end = spawn.Pipe()
+            process = spawn.Process(target=serve, args=(kind, path, secret_bytes, server_end))
+            process.start()
+            self.processes.append(process)
+            self.controls.append(control)
+
+    def rss(self, first: bool = False) -> int:
+        if not first:
+            for control in self.controls:
+                control.send("rss")
+        return sum(int(control.recv()) for control in self.controls)
+
+    def rotate(self) -> tuple[float | None, int, float]:
+        for control, expected in zip(self.controls, self.expected, strict=True):
+            control.send(("rotate", expected))
+        answers = [control.recv() for control in self.controls]
+        times = [seconds for seconds, _, _ in answers]
+        elapsed = None if None in times else max(t for t in times if t is not None)
+        return elapsed, sum(a for _, a, _ in answers), sum(c for _, _, c in answers)
+
+    def stop(self) -> None:
+        for control in self.controls:
+            with contextlib.suppress(OSError):
+                control.send("stop")
+        for control, process in zip(self.controls, self.processes, strict=True):
+            if control.poll(20):
+                control.recv()
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+
+
 def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, Any]:
     spawn = multiprocessing.get_context("spawn")
     directory = tempfile.mkdtemp(prefix="scm-bench-sds-")
     os.chmod(directory, 0o755)
     socket_path = str(Path(directory) / "sds.sock")
-    control, server_end = spawn.Pipe()
-    server = spawn.Process(target=serve, args=(kind, socket_path, secret_bytes, server_end))
-    server.start()
+    servers = Servers(kind, socket_path, secret_bytes)
     helpers: list[Any] = []
     clients: list[tuple[Any, Connection]] = []
     try:
-        baseline = control.recv()
+        baseline = servers.rss(first=True)
         started = time.perf_counter()
+        first = 0
         for share in _shares(CONNECTIONS, CLIENT_PROCESSES):
             ours, theirs = spawn.Pipe()
-            client = spawn.Process(target=hold, args=(socket_path, share, theirs), daemon=True)
+            client = spawn.Process(
+                target=hold, args=(servers.paths, first, share, theirs), daemon=True
+            )
             client.start()
             clients.append((client, ours))
+            first += share
         failed_open = 0
         errors: collections.Counter[str] = collections.Counter()
         for (_, ours), share in zip(clients, _shares(CONNECTIONS, CLIENT_PROCESSES), strict=True):
@@ -355,12 +438,8 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
                 helpers.append(helper)
             time.sleep(5)
         time.sleep(1.0)  # let the last ACKs land before measuring memory
-        control.send("rss")
-        held = control.recv()
-        rotations = []
-        for _ in range(ROTATIONS):
-            control.send(("rotate", CONNECTIONS))
-            rotations.append(control.recv())
+        held = servers.rss()
+        rotations = [servers.rotate() for _ in range(ROTATIONS)]
         failed_later = 0
         for _, ours in clients:
             ours.send("count")
@@ -380,12 +459,7 @@ def measure(kind: str, secret_bytes: int, hostile: bool = False) -> dict[str, An
             process.join(10)
             if process.is_alive():
                 process.kill()
-        control.send("stop")
-        if control.poll(20):
-            control.recv()
-        server.join(10)
-        if server.is_alive():
-            server.kill()
+        servers.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -401,6 +475,8 @@ def _recv(pipe: Connection, timeout: float, default: int, errors: collections.Co
 
 def report(result: dict[str, Any]) -> None:
     name = {"scm": "scm", "scm-gated": "scm (uid gate)", "bare": "bare grpc.aio"}[result["kind"]]
+    if WORKERS > 1:
+        name += f", {WORKERS} workers" if result["kind"] != "bare" else f", {WORKERS} shards"
     if result.get("hostile"):
         name += ", with a never-reading client and a disallowed-uid flood"
     streams = 2 * CONNECTIONS
@@ -410,7 +486,8 @@ def report(result: dict[str, Any]) -> None:
     for error, count in result["errors"].most_common(5):
         print(f"    {count} x {error}")
     print(f"  opening all streams (first response each): {result['open_s']:.2f} s")
-    print(f"  server memory per connection: {result['rss_per_connection'] / 1024:.1f} KiB")
+    print(f"  server memory per connection (all server processes): "
+          f"{result['rss_per_connection'] / 1024:.1f} KiB")  # fmt: skip
     for number, (seconds, acked, cpu) in enumerate(result["rotations"], 1):
         took = f"{seconds * 1000:.0f} ms" if seconds is not None else "did not finish"
         per_push = cpu / acked * 1e6 if acked else float("nan")
@@ -420,7 +497,9 @@ def report(result: dict[str, Any]) -> None:
 
 def main() -> None:
     print(f"{CONNECTIONS} connections (one default + one ROOTCA stream each) from "
-          f"{CLIENT_PROCESSES} client processes; machine shared, figures noisy")  # fmt: skip
+          f"{CLIENT_PROCESSES} client processes; {WORKERS} server process(es) per server; "
+          f"clients and servers share the machine's {os.cpu_count()} cores; figures noisy; "
+          f"load average before: {os.getloadavg()[0]:.2f}")  # fmt: skip
     if FLOOD_MODE != "only":
         report(measure("scm", 0))
         if PEER:

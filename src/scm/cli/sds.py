@@ -31,6 +31,9 @@ def sds_group() -> None:
 @click.option("--tls-client-ca", type=FILE, help="CA that TCP clients' certificates chain to.")
 @click.option("--http", help="Serve /healthz, /readyz, /metrics, /status on HOST:PORT.")
 @click.option(
+    "--workers", type=click.IntRange(min=1), help="Processes serving SDS [sds.workers, 1]."
+)
+@click.option(
     "--credential",
     "credentials",
     multiple=True,
@@ -73,6 +76,7 @@ def serve_command(
     tls_key: Path | None,
     tls_client_ca: Path | None,
     http: str | None,
+    workers: int | None,
     credentials: tuple[str, ...],
     hsm_credentials: tuple[str, ...],
     trust_bundle: Path | None,
@@ -113,6 +117,7 @@ def serve_command(
         pin_source=pin_source,
         user_pin_file=user_pin_file,
         so_pin_file=so_pin_file,
+        workers=workers,
     )
     plan = build_plan(cli.settings, overrides)
     try:

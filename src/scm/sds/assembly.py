@@ -29,6 +29,7 @@ from scm.sds.daemon import (
     on_stop_signal,
     running,
 )
+from scm.sds.gcpolicy import settle_heap
 from scm.sds.issuer import CertificateIssuer
 from scm.sds.issuing import build_issuer, embedded_token_pins
 from scm.sds.keyprovider import KeyProviderConfig, Pins, load_provider_config
@@ -73,6 +74,7 @@ class SdsOverrides:
     pin_source: str | None = None
     user_pin_file: Path | None = None
     so_pin_file: Path | None = None
+    workers: int | None = None
     # Only the listeners given here: no [sds] gateway socket, group, allow-list or TCP
     # (``scm up`` must never bind a production server's addresses).
     only_given: bool = False
@@ -156,6 +158,9 @@ def server_options(settings: Settings, sds: SdsSettings, overrides: SdsOverrides
     if gateway:
         unix.append(UnixListener(gateway, group))
     uids = overrides.allowed_uids or sds.allowed_uids
+    workers = overrides.workers or (1 if overrides.only_given else sds.workers)
+    if workers < 1:
+        raise ConfigError(f"[sds] workers must be at least 1, not {workers}")
     return ServerOptions(
         unix=unix,
         tls=_tls_listener(overrides),
@@ -168,6 +173,7 @@ def server_options(settings: Settings, sds: SdsSettings, overrides: SdsOverrides
         ),
         max_streams_per_connection=sds.max_streams_per_connection,
         descriptor_reserve=sds.descriptor_reserve,
+        workers=workers,
     )
 
 
@@ -192,6 +198,7 @@ async def serve_plan_until_stopped(
     stop = asyncio.Event()
     with on_stop_signal(stop.set):
         async with running_plan(plan):
+            settle_heap()
             log.info("SDS serving %s", plan.describe())
             if announce is not None:
                 announce(plan.describe())

@@ -19,6 +19,7 @@ from scm.sds.renewal import Backoff, Renewer
 from scm.sds.rootwatch import follow_trust_bundle
 from scm.sds.server import SdsServer, ServerOptions
 from scm.sds.store import SecretStore
+from scm.sds.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class SdsSettings:
     max_connections_per_uid: int = 0  # 0: no per-uid limit (a limit puts the gate in front)
     max_streams_per_connection: int = 100
     descriptor_reserve: int = 256
+    workers: int = 1  # processes serving SDS (scm.sds.workers); 1: the server alone
     provider_config: Path | None = None
     pin_source: str = "secret"
     user_pin_file: Path | None = None
@@ -67,9 +69,10 @@ class SdsSettings:
 
 @dataclass
 class Running:
-    """A started server, with the port its monitor listens on (None without one)."""
+    """A started server (or worker pool), with the port its monitor listens on (None
+    without one)."""
 
-    server: SdsServer
+    server: SdsServer | WorkerPool
     monitor_port: int | None
 
 
@@ -83,7 +86,11 @@ async def running(
     backoff: Backoff | None = None,
 ) -> AsyncIterator[Running]:
     """The server, its monitor and renewal, all stopped (sockets removed) on exit."""
-    server = SdsServer(store, renderer, options)
+    server: SdsServer | WorkerPool
+    if options.workers > 1:
+        server = WorkerPool(store, renderer, options)
+    else:
+        server = SdsServer(store, renderer, options)
     health = issuer.health if issuer else None
     if health is not None:
         health.register(server.metrics.registry)

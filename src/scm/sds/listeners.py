@@ -12,6 +12,7 @@ import grp
 import os
 import socket
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,3 +126,11 @@ def _group_id(group: str) -> int:
         return grp.getgrnam(group).gr_gid
     except KeyError:
         raise ConfigError(f"group {group!r} does not exist") from None
+
+
+def port_lock_dir() -> Path:
+    """Where TCP port locks live: host-wide, so scm servers of any state directory agree."""
+    run_lock = Path("/run/lock")
+    if run_lock.is_dir() and os.access(run_lock, os.W_OK):
+        return run_lock
+    return Path(tempfile.gettempdir())

@@ -6,45 +6,47 @@ Meant for 127.0.0.1: /status names secrets, serials and connected nodes (never k
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from cryptography import x509
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from scm.console import ConsoleSources, add_console_routes
-from scm.console.sources import in_process_metrics, in_process_status
 from scm.sds.credentials import DEFAULT, Credential
 from scm.sds.health import IssuanceHealth
-from scm.sds.server import SdsServer
-from scm.sds.store import StoredSecret
+from scm.sds.store import SecretStore, StoredSecret
 
 
-def status_document(server: SdsServer, issuance: IssuanceHealth | None = None) -> dict[str, Any]:
+class Served(Protocol):
+    """What the monitor shows: one server (:class:`SdsServer`) or a worker pool."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    store: SecretStore
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry: ...
+
+    async def refresh(self, with_streams: bool) -> None:
+        """Bring what :meth:`stream_entries` and the registry report up to date."""
+
+    def stream_entries(self) -> list[dict[str, Any]]: ...
+
+
+def status_document(server: Served, issuance: IssuanceHealth | None = None) -> dict[str, Any]:
     """What the server serves and to whom (and how issuance goes), as JSON-ready data."""
     return {
         "ready": server.ready,
         "issuance": issuance.status() if issuance else None,
         "secrets": [_describe(stored) for stored in server.store],
-        "streams": [
-            {
-                "id": info.id,
-                "api": info.api,
-                "node": info.node_id,
-                "cluster": info.cluster,
-                "names": sorted(info.names),
-                "acked": info.acked,
-                "nacks": info.nacks,
-                "last_nack": info.last_nack or None,
-                "opened_at": info.opened_at.isoformat(),
-            }
-            for info in server.service.streams.values()
-        ],
+        "streams": server.stream_entries(),
     }
 
 
 def readiness_problem(
-    server: SdsServer, issuance: IssuanceHealth | None = None, now: datetime.datetime | None = None
+    server: Served, issuance: IssuanceHealth | None = None, now: datetime.datetime | None = None
 ) -> str | None:
     """Why the server is not ready to serve, or None.
 
@@ -84,7 +86,7 @@ def _describe(stored: StoredSecret) -> dict[str, Any]:
     }
 
 
-def monitor_app(server: SdsServer, issuance: IssuanceHealth | None = None) -> web.Application:
+def monitor_app(server: Served, issuance: IssuanceHealth | None = None) -> web.Application:
     """The aiohttp application exposing ``server``'s health, metrics and status."""
 
     async def healthz(_: web.Request) -> web.Response:
@@ -97,12 +99,14 @@ def monitor_app(server: SdsServer, issuance: IssuanceHealth | None = None) -> we
         return web.Response(status=503, text=f"not ready: {problem}\n")
 
     async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(server.metrics.registry)
+        await server.refresh(with_streams=False)
+        body = generate_latest(server.metrics_registry)
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
 
     async def status(_: web.Request) -> web.Response:
+        await server.refresh(with_streams=True)
         return web.json_response(status_document(server, issuance))
 
     app = web.Application()
@@ -110,16 +114,22 @@ def monitor_app(server: SdsServer, issuance: IssuanceHealth | None = None) -> we
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/status", status)
+
+    async def console_status() -> dict[str, Any]:
+        await server.refresh(with_streams=True)
+        return status_document(server, issuance)
+
+    async def console_metrics() -> str:
+        await server.refresh(with_streams=False)
+        return generate_latest(server.metrics_registry).decode()
+
     # The console's pages under /console/, reading this server's status and metrics.
-    add_console_routes(app, ConsoleSources(
-        status=in_process_status(lambda: status_document(server, issuance)),
-        metrics=in_process_metrics(lambda: generate_latest(server.metrics.registry)),
-    ))  # fmt: skip
+    add_console_routes(app, ConsoleSources(status=console_status, metrics=console_metrics))
     return app
 
 
 async def start_monitor(
-    server: SdsServer, host: str, port: int, issuance: IssuanceHealth | None = None
+    server: Served, host: str, port: int, issuance: IssuanceHealth | None = None
 ) -> web.AppRunner:
     """Serve the monitor on ``host:port``; the caller cleans up the returned runner."""
     runner = web.AppRunner(monitor_app(server, issuance), access_log=None)

@@ -21,8 +21,16 @@ import struct
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
-from scm.sds.admission import AdmissionLimits, ConnectionCounts, RefusalPacer, refusal_status
+from scm.sds.admission import (
+    AdmissionLimits,
+    ConnectionCounts,
+    RefusalLog,
+    RefusalPacer,
+    refusal_status,
+)
+from scm.sds.listeners import owner_only_umask, prepare_socket_path
 from scm.sds.refusal import refuse_connection
 
 log = logging.getLogger(__name__)
@@ -52,13 +60,17 @@ class PeerGate:
 
     def __init__(
         self,
-        backend: Path,
+        backend: Path | None,
         limits: AdmissionLimits,
         cap: int,
         on_refused: Callable[[int, str], None],
         clock: Callable[[], float] = time.monotonic,
+        hand_off: Callable[[socket.socket, int], None] | None = None,
     ) -> None:
         self.backend = backend
+        # With ``hand_off``, an admitted connection goes there (a worker process relays
+        # it and reports its end through ``counts.closed``) instead of relayed here.
+        self.hand_off = hand_off
         self.limits = limits
         self.counts = ConnectionCounts(limits, cap)
         self.on_refused = on_refused
@@ -126,7 +138,10 @@ class PeerGate:
         reason = self.counts.refusal(uid)
         if reason is None:
             self.counts.opened(uid)
-            self._spawn(self._relay(connection, uid))
+            if self.hand_off is not None:
+                self.hand_off(connection, uid)
+            else:
+                self._spawn(self._relay(connection, uid))
             return 0.0
         self.on_refused(uid, reason)
         if self.refusing >= self.limits.max_refusals_in_flight:
@@ -152,6 +167,7 @@ class PeerGate:
             self.refusing -= 1
 
     async def _relay(self, connection: socket.socket, uid: int) -> None:
+        assert self.backend is not None
         try:
             reader, writer = await asyncio.open_unix_connection(sock=connection)
             try:
@@ -183,3 +199,24 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             writer.close()
+
+
+async def open_gate(gate: PeerGate, public: Path, undo: contextlib.AsyncExitStack) -> None:
+    """Start ``gate`` on ``public`` (a stale socket replaced; owner-only until the caller
+    secures it); ``undo`` stops the gate and removes the socket."""
+    prepare_socket_path(public)
+    with owner_only_umask():
+        await gate.start(public)
+    undo.callback(public.unlink, missing_ok=True)
+    undo.push_async_callback(gate.stop)
+
+
+def refusal_recorder(rejected: Any, refusal_log: RefusalLog) -> Callable[[int, str], None]:
+    """A gate's ``on_refused``: count the refusal in ``rejected`` (the labelled
+    ``scm_sds_rejected`` counter) and log it once per uid and reason per minute."""
+
+    def refused(uid: int, reason: str) -> None:
+        rejected.labels(reason).inc()
+        refusal_log.refused(f"uid {uid}", reason, refusal_status(reason)[1])
+
+    return refused

@@ -14,8 +14,10 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from scm.errors import UnavailableError
 from scm.sds.admission import (
@@ -25,20 +27,17 @@ from scm.sds.admission import (
     RefusalLog,
     connection_cap,
     descriptor_budget,
-    refusal_status,
 )
 from scm.sds.listeners import (
     TlsListener,
     UnixListener,
     bind_unix,
-    owner_only_umask,
-    prepare_socket_path,
     secure_unix_socket,
 )
 from scm.sds.metrics import SdsMetrics
-from scm.sds.peergate import PeerGate
+from scm.sds.peergate import PeerGate, open_gate, refusal_recorder
 from scm.sds.render import SecretRenderer
-from scm.sds.service import Limits, SecretDiscoveryService
+from scm.sds.service import Limits, SecretDiscoveryService, describe_stream
 from scm.sds.store import SecretStore
 from scm.sds.wire import sds_method_handlers
 from scm.statelock import ServingLock
@@ -70,6 +69,10 @@ class ServerOptions:
     admission: AdmissionLimits = field(default_factory=AdmissionLimits)
     max_streams_per_connection: int = DEFAULT_MAX_STREAMS_PER_CONNECTION
     descriptor_reserve: int = DEFAULT_DESCRIPTOR_RESERVE
+    workers: int = 1  # processes serving (scm.sds.workers); 1: this process alone
+    # Share the TCP port with sibling processes: only a worker pool's workers set it,
+    # their parent holding the port's serving lock.
+    reuse_port: bool = False
 
 
 def grpc_server_options(options: ServerOptions, connection_limit: int) -> list[tuple[str, int]]:
@@ -80,8 +83,9 @@ def grpc_server_options(options: ServerOptions, connection_limit: int) -> list[t
         # Envoy keeps its SDS streams open for days; let idle keepalives through.
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
-        # A second server on the same port must fail to bind, not share the port.
-        ("grpc.so_reuseport", 0),
+        # A second server on the same port must fail to bind, not share the port (a
+        # worker pool's workers share it: their parent holds the port's lock).
+        ("grpc.so_reuseport", 1 if options.reuse_port else 0),
         ("grpc.server.max_pending_requests", pending),
         ("grpc.server.max_pending_requests_hard_limit", 2 * pending),
         ("grpc.server_max_unrequested_time_in_server", PENDING_CALL_WAIT_S),
@@ -116,6 +120,16 @@ class SdsServer:
     @property
     def ready(self) -> bool:
         return self._server is not None
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    async def refresh(self, with_streams: bool) -> None:
+        """Nothing to gather: this process holds every stream (see :mod:`.monitor`)."""
+
+    def stream_entries(self) -> list[dict[str, Any]]:
+        return [describe_stream(info) for info in self.service.streams.values()]
 
     async def start(self) -> None:
         """Listen on every listener, or raise having undone everything already started."""
@@ -152,6 +166,7 @@ class SdsServer:
             self._server = server
 
     async def _stop_grpc(self, server: grpc.aio.Server) -> None:
+        await self.service.end_streams(self._grace or 0.0)
         await server.stop(self._grace)
 
     async def _start_gates(
@@ -163,19 +178,12 @@ class SdsServer:
         private = []
         for index, listener in enumerate(public):
             backend = UnixListener(private_dir / f"sds-{index}.sock")
-            gate = PeerGate(backend.path, self.options.admission, cap, self._refused)
-            prepare_socket_path(listener.path)
-            with owner_only_umask():
-                await gate.start(listener.path)
-            undo.callback(listener.path.unlink, missing_ok=True)
-            undo.push_async_callback(gate.stop)
+            refused = refusal_recorder(self.metrics.rejected, self.refusal_log)
+            gate = PeerGate(backend.path, self.options.admission, cap, refused)
+            await open_gate(gate, listener.path, undo)
             self.gates.append(gate)
             private.append(backend)
         return private
-
-    def _refused(self, uid: int, reason: str) -> None:
-        self.metrics.rejected.labels(reason).inc()
-        self.refusal_log.refused(f"uid {uid}", reason, refusal_status(reason)[1])
 
     async def stop(self, grace: float | None = 1.0) -> None:
         if self._server is None or self._undo is None:

@@ -64,6 +64,21 @@ class StreamInfo:
     )
 
 
+def describe_stream(info: StreamInfo) -> dict[str, Any]:
+    """One open stream as /status shows it."""
+    return {
+        "id": info.id,
+        "api": info.api,
+        "node": info.node_id,
+        "cluster": info.cluster,
+        "names": sorted(info.names),
+        "acked": info.acked,
+        "nacks": info.nacks,
+        "last_nack": info.last_nack or None,
+        "opened_at": info.opened_at.isoformat(),
+    }
+
+
 class _Rejected(Exception):
     """End the RPC with ``code`` and a message; ``reason`` labels the metric."""
 
@@ -94,9 +109,21 @@ class SecretDiscoveryService:
         self.limits = limits or Limits()
         self.refusal_log = refusal_log or RefusalLog()
         self.streams: dict[int, StreamInfo] = {}
+        self._open: dict[int, _Stream] = {}
         self._ids = itertools.count(1)
         # name -> (version, packed Secret): each version is rendered once, not per stream
         self._rendered: dict[str, tuple[str, any_pb2.Any]] = {}
+
+    async def end_streams(self, timeout: float) -> None:
+        """End every open stream normally (status OK, after the request in hand), waiting
+        up to ``timeout`` seconds: a server that stops with streams still open has gRPC
+        cancel their handlers, which grpc.aio logs as tracebacks. Envoy reconnects."""
+        for stream in list(self._open.values()):
+            stream.ended = True
+            stream.wake.set()
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._open and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     async def StreamSecrets(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
@@ -111,7 +138,7 @@ class SecretDiscoveryService:
             yield response
 
     async def FetchSecrets(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.metrics.requests.labels("fetch").inc()
+        self.metrics.api("fetch").requests.inc()
         try:
             if isinstance(request, Malformed):
                 raise _malformed(request)
@@ -120,7 +147,7 @@ class SecretDiscoveryService:
         except _Rejected as exc:
             self._refuse(exc, context, "fetch")
             await context.abort(exc.code, str(exc))
-        self.metrics.pushes.labels("fetch").inc(len(secrets))
+        self.metrics.api("fetch").pushes.inc(len(secrets))
         return discovery_pb2.DiscoveryResponse(
             version_info=_combined_version(secrets),
             resources=[self._pack(s) for s in secrets],
@@ -144,8 +171,9 @@ class SecretDiscoveryService:
         info = StreamInfo(next(self._ids), stream.api)
         stream.info = info
         self.streams[info.id] = info
-        self.metrics.streams_total.labels(stream.api).inc()
-        self.metrics.streams_active.labels(stream.api).inc()
+        self._open[info.id] = stream
+        self.metrics.api(stream.api).streams_opened.inc()
+        self.metrics.api(stream.api).streams_active.inc()
         reader = asyncio.create_task(stream.read(requests))
         try:
             while True:
@@ -153,7 +181,7 @@ class SecretDiscoveryService:
                 stream.wake.clear()
                 request = stream.take()
                 if request is not None:
-                    self.metrics.requests.labels(stream.api).inc()
+                    self.metrics.api(stream.api).requests.inc()
                     if isinstance(request, Malformed):
                         raise _malformed(request)
                     for response in await stream.on_request(request):
@@ -172,7 +200,8 @@ class SecretDiscoveryService:
             reader.cancel()
             stream.close()
             del self.streams[info.id]
-            self.metrics.streams_active.labels(stream.api).dec()
+            del self._open[info.id]
+            self.metrics.api(stream.api).streams_active.dec()
 
     def _refuse(
         self, exc: _Rejected | ProtocolViolation, context: grpc.aio.ServicerContext, where: str
@@ -233,11 +262,11 @@ class SecretDiscoveryService:
     def _note_answer(self, stream: _Stream, verdict: Verdict, error: str) -> None:
         info = stream.info
         if verdict is Verdict.ACK:
-            self.metrics.acks.labels(stream.api).inc()
+            self.metrics.api(stream.api).acks.inc()
         elif verdict is Verdict.NACK:
             info.nacks += 1
             info.last_nack = error[:500]
-            self.metrics.nacks.labels(stream.api).inc()
+            self.metrics.api(stream.api).nacks.inc()
             # error_detail is the peer's text: never key material, but escaped (it could
             # otherwise forge log lines)
             log.warning(
@@ -350,7 +379,7 @@ class _SotwStream(_Stream):
     def _response(self, secrets: list[StoredSecret]) -> Any:
         version = _combined_version(secrets)
         nonce = self.state.sending(version)
-        self.service.metrics.pushes.labels(self.api).inc(len(secrets))
+        self.service.metrics.api(self.api).pushes.inc(len(secrets))
         return discovery_pb2.DiscoveryResponse(
             version_info=version,
             resources=[self.service._pack(s) for s in secrets],
@@ -414,7 +443,7 @@ class _DeltaStream(_Stream):
         versions: dict[str, str | None] = {s.name: s.version for s in updates}
         versions.update(dict.fromkeys(removed))
         nonce = self.state.sending(versions)
-        self.service.metrics.pushes.labels(self.api).inc(len(updates))
+        self.service.metrics.api(self.api).pushes.inc(len(updates))
         return [
             discovery_pb2.DeltaDiscoveryResponse(
                 system_version_info=_combined_version(updates),

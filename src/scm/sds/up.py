@@ -24,7 +24,6 @@ import os
 import socket
 import ssl
 import sys
-import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +46,7 @@ from scm.sds.issuer import CertificateIssuer
 from scm.sds.issuing import build_issuer
 from scm.sds.keyprovider import Pins
 from scm.sds.leafkeys import HSM
+from scm.sds.listeners import port_lock_dir
 from scm.sds.proxy import EnvoyProcess, bootstrap, hello_filters, sds_tls_socket
 from scm.sds.render import SecretRenderer
 from scm.sds.store import SecretStore
@@ -114,14 +114,6 @@ def demo_settings(settings: Settings) -> Settings:
     return dataclasses.replace(
         settings, state_dir=settings.state_dir / UP_DIR, tables=tables, environ=environ
     )
-
-
-def port_lock_dir() -> Path:
-    """Where port locks live: host-wide, so ``scm up`` of any state directory agree."""
-    run_lock = Path("/run/lock")
-    if run_lock.is_dir() and os.access(run_lock, os.W_OK):
-        return run_lock
-    return Path(tempfile.gettempdir())
 
 
 async def _until_signal(body: Coroutine[object, object, None]) -> None:
@@ -218,9 +210,9 @@ def record_chain(value: object) -> tuple[x509.Certificate, ...]:
 
 
 def _nack_of_default(run: Running) -> str | None:
-    for info in list(run.server.service.streams.values()):
-        if DEFAULT in info.names and info.nacks:
-            return info.last_nack
+    for entry in run.server.stream_entries():  # scm up serves from one process
+        if DEFAULT in entry["names"] and entry["nacks"]:
+            return str(entry["last_nack"])
     return None
 
 
