@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from scm.errors import InputError
 from scm.kube.webhook.mutation import PodRejected, pod_patch
+from scm.kube.webhook.schema import (
+    MalformedBody,
+    MalformedPod,
+    RawRequest,
+    RawReview,
+    Request,
+    Review,
+    decode_review,
+    pod_of,
+)
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
+
+_encode = msgspec.json.Encoder().encode
 
 
 class BadReview(InputError):
@@ -30,41 +43,39 @@ class ReviewResult:
 def review(body: bytes) -> ReviewResult:
     """Answer one AdmissionReview; raises BadReview when there is no review to answer."""
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadReview("the body is not JSON") from None
-    if not isinstance(document, dict):
+        document = decode_review(body)
+    except MalformedBody as exc:
+        raise BadReview(str(exc)) from None
+    if not isinstance(document, Review | RawReview):
         raise BadReview("the body is not a JSON object")
-    if document.get("apiVersion") != API_VERSION or document.get("kind") != KIND:
+    if document.api_version != API_VERSION or document.kind != KIND:
         raise BadReview(f"expected apiVersion {API_VERSION} and kind {KIND}")
-    request = document.get("request")
-    if not isinstance(request, dict) or not isinstance(request.get("uid"), str):
+    request = document.request
+    if not isinstance(request, Request | RawRequest) or not isinstance(request.uid, str):
         raise BadReview("the AdmissionReview has no request with a uid")
 
-    uid = request["uid"]
-    kind = request.get("kind")
+    uid = request.uid
+    kind = request.kind
     if not isinstance(kind, dict) or (kind.get("group"), kind.get("kind")) != ("", "Pod"):
         return _denied(
             uid,
             f"this webhook mutates Pods only, not {_describe(kind)}: "
             "limit the MutatingWebhookConfiguration's rules to pods",
         )
-    if request.get("operation") != "CREATE":
+    if request.operation != "CREATE":
         return ReviewResult(_response(uid, allowed=True), "unchanged")
-    pod = request.get("object")
-    if not isinstance(pod, dict):
-        return _denied(uid, "the review carries no pod object")
     try:
+        pod = pod_of(request)
+        if pod is None:
+            return _denied(uid, "the review carries no pod object")
         patch = pod_patch(pod)
-    except PodRejected as exc:
+    except (MalformedPod, PodRejected) as exc:
         return _denied(uid, str(exc))
     if not patch:
         return ReviewResult(_response(uid, allowed=True), "unchanged")
     response = _response(uid, allowed=True)
     response["response"]["patchType"] = "JSONPatch"
-    response["response"]["patch"] = base64.b64encode(
-        json.dumps(patch, separators=(",", ":")).encode()
-    ).decode()
+    response["response"]["patch"] = base64.b64encode(_encode(patch)).decode()
     return ReviewResult(response, "patched")
 
 
@@ -74,7 +85,7 @@ def answer(
     """``answer_review(body)`` and its response body, serialised where the review ran (in
     the server's worker process for large reviews: the body is as large as the work)."""
     result = answer_review(body)
-    return result, json.dumps(result.document, separators=(",", ":")).encode()
+    return result, _encode(result.document)
 
 
 def _denied(uid: str, message: str) -> ReviewResult:
