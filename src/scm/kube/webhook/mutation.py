@@ -19,6 +19,7 @@ QUOTE_PROVIDER = "sgx.intel.com/quote-provider"
 EPC_ANNOTATION = "sgx.intel.com/epc"
 # containers/nri-plugins sgx-epc: "epc-limit.nri.io/container.<name>": "<bytes>".
 NRI_EPC_PREFIX = "epc-limit.nri.io/container."
+_NRI_NAME_PREFIX = NRI_EPC_PREFIX.split("/", 1)[1]  # an annotation's name part: "container."
 AESMD = "aesmd"
 AESMD_VOLUME = "aesmd-socket"
 AESMD_SOCKET_DIR = "/var/run/aesmd"
@@ -26,6 +27,8 @@ AESMD_ENV = "SGX_AESM_ADDR"
 
 Operation = dict[str, Any]
 
+# JSON pointer tokens (RFC 6901) of the resources added.
+_TOKENS = {name: name.replace("/", "~1") for name in (SGX_ENCLAVE, SGX_PROVISION)}
 # The entries added by name, copied into each operation.
 _MOUNT = {"name": AESMD_VOLUME, "mountPath": AESMD_SOCKET_DIR}
 _ENV = {"name": AESMD_ENV, "value": "1"}
@@ -107,13 +110,14 @@ def _ensure_resource(operations: list[Operation], slot: _Slot, name: str, patche
     """Add resource ``name`` to the container's limits and requests where missing;
     ``patched``: an earlier call made the container's resources, limits and requests exist."""
     path, resources = slot.path, slot.container.resources
-    if resources is None and not patched:
-        operations.append(_add(f"{path}/resources", {}))
-    token = _escape(name)
-    for key, values in (
-        ("limits", None if resources is None else resources.limits),
-        ("requests", None if resources is None else resources.requests),
-    ):
+    if resources is None:
+        limits = requests = None
+        if not patched:
+            operations.append(_add(f"{path}/resources", {}))
+    else:
+        limits, requests = resources.limits, resources.requests
+    token = _TOKENS[name]
+    for key, values in (("limits", limits), ("requests", requests)):
         if values is None and not patched:
             operations.append(_add(f"{path}/resources/{key}", {}))
         if values is None or name not in values:
@@ -144,11 +148,11 @@ def _nri_annotation(name: Any) -> str:
     if not isinstance(name, str) or not name:
         raise PodRejected("every container asking for sgx.intel.com/epc needs a name")
     key = f"{NRI_EPC_PREFIX}{name}"
-    if len(key.split("/", 1)[1]) > 63:
+    if len(_NRI_NAME_PREFIX) + len(name) > 63:
         raise PodRejected(
             f"container {name!r}: its EPC limit goes in the annotation {key}, whose name part "
             f"may have 63 characters: shorten the container name to at most "
-            f"{63 - len('container.')} characters"
+            f"{63 - len(_NRI_NAME_PREFIX)} characters"
         )
     return key
 
@@ -224,7 +228,7 @@ def _ensure_named(
 
 
 def _has_named(items: list[NamedItem], name: str) -> bool:
-    return any(isinstance(e, Named) and e.name == name for e in items)
+    return any(isinstance(item, Named) and item.name == name for item in items)
 
 
 def _escape(key: str) -> str:
