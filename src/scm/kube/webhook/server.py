@@ -18,7 +18,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Metric
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from scm.errors import InputError, NotFoundError, UnavailableError
 from scm.kube.webhook.review import BadReview, ReviewResult, answer, review
@@ -86,7 +85,7 @@ class WebhookMetrics(Collector):
             reviews.add_metric([outcome], count, created=self._first_counted[outcome])
         yield reviews
         cumulative = list(itertools.accumulate(self._latency_counts))
-        bounds = [floatToGoString(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
+        bounds = [repr(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]  # as Go prints them
         yield HistogramMetricFamily(
             "scm_webhook_review_seconds",
             "Time to answer one admission review.",
