@@ -41,11 +41,17 @@ class PodRejected(InputError):
 class _Slot(NamedTuple):
     """One container or init container, and where the patch finds it."""
 
-    path: str
+    group: str  # "/spec/containers/" or "/spec/initContainers/"
+    position: int
     container: Container
     init: bool
     # An init container with restartPolicy Always runs beside the app (a native sidecar).
     sidecar: bool
+
+    @property
+    def path(self) -> str:
+        """The JSON pointer to the container (only SGX containers' paths are ever needed)."""
+        return f"{self.group}{self.position}"
 
 
 def pod_patch(pod: Pod) -> list[Operation]:
@@ -164,9 +170,9 @@ def _containers(pod: Pod) -> list[_Slot]:
         raise PodRejected("the pod has no spec")
     if not spec.containers:
         raise PodRejected("the pod has no spec.containers")
-    slots = [_Slot(f"/spec/containers/{i}", c, False, False) for i, c in enumerate(spec.containers)]
+    slots = [_Slot("/spec/containers/", i, c, False, False) for i, c in enumerate(spec.containers)]
     for i, c in enumerate(spec.init_containers or ()):
-        slots.append(_Slot(f"/spec/initContainers/{i}", c, True, c.restart_policy == "Always"))
+        slots.append(_Slot("/spec/initContainers/", i, c, True, c.restart_policy == "Always"))
     return slots
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -32,8 +31,7 @@ class BadReview(InputError):
     """The body is not an AdmissionReview v1 request: answered with HTTP 400."""
 
 
-@dataclass(frozen=True)
-class ReviewResult:
+class ReviewResult(NamedTuple):
     """The response document and how it went: patched, unchanged or denied."""
 
     document: dict[str, Any]
@@ -75,7 +73,7 @@ def review(body: bytes) -> ReviewResult:
         return ReviewResult(_response(uid, allowed=True), "unchanged")
     response = _response(uid, allowed=True)
     response["response"]["patchType"] = "JSONPatch"
-    response["response"]["patch"] = base64.b64encode(_encode(patch)).decode()
+    response["response"]["patch"] = binascii.b2a_base64(_encode(patch), newline=False).decode()
     return ReviewResult(response, "patched")
 
 
