@@ -72,12 +72,17 @@ def pod_patch(pod: Pod) -> list[Operation]:
             f"have (containers: {', '.join(map(str, names))}): name the container that "
             f"generates quotes, or '{AESMD}' to use the aesmd socket"
         )
-    epc = {
-        i: n for i, slot in enumerate(slots) if (n := _container_epc(slot.container)) is not None
-    }
+    epc: dict[int, int] = {}  # slot index: bytes, for every container asking for EPC
+    for index, slot in enumerate(slots):
+        size = _container_epc(slot.container)
+        if size is not None:
+            epc[index] = size
     if not epc:
         return []
-    nri_keys = {i: _nri_annotation(names[i]) for i in epc}
+    wanted = {EPC_ANNOTATION: format_bytes(_pod_epc(slots, epc))}
+    # The sgx-epc NRI plugin sets each container's cgroup misc sgx_epc limit from these.
+    for index, size in epc.items():
+        wanted[_nri_annotation(names[index])] = str(size)
 
     operations: list[Operation] = []
     for index in epc:
@@ -89,7 +94,10 @@ def pod_patch(pod: Pod) -> list[Operation]:
     if provider == AESMD:
         sidecar = names.index(AESMD) if AESMD in names else None
         _ensure_aesmd_volume(operations, pod, in_memory=sidecar is not None)
-        for index in sorted(set(epc) | ({sidecar} if sidecar is not None else set())):
+        clients = list(epc)  # ascending: filled in slot order
+        if sidecar is not None and sidecar not in epc:
+            clients = sorted([*clients, sidecar])
+        for index in clients:
             path, container = slots[index].path, slots[index].container
             _ensure_named(operations, container.volume_mounts, f"{path}/volumeMounts", _MOUNT)
             if index != sidecar:
@@ -99,9 +107,6 @@ def pod_patch(pod: Pod) -> list[Operation]:
     if annotations is None:
         operations.append(_add("/metadata/annotations", {}))
         annotations = {}
-    wanted = {EPC_ANNOTATION: format_bytes(_pod_epc(slots, epc))}
-    # The sgx-epc NRI plugin sets each container's cgroup misc sgx_epc limit from these.
-    wanted.update((nri_keys[i], str(epc[i])) for i in epc)
     for key, value in wanted.items():
         if annotations.get(key) != value:
             operations.append(_add(f"/metadata/annotations/{_escape(key)}", value))
