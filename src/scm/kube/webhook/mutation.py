@@ -8,12 +8,12 @@ the patch is built beside it, remembering what it has added, instead of changing
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from scm.errors import InputError
 from scm.kube.quantity import format_bytes, whole_quantity
 from scm.kube.resources import SGX_ENCLAVE, SGX_EPC, SGX_PROVISION
-from scm.kube.webhook.schema import Container, Named, NamedItem, Pod
+from scm.kube.webhook.schema import Container, Named, NamedItem, Pod, Resources
 
 QUOTE_PROVIDER = "sgx.intel.com/quote-provider"
 EPC_ANNOTATION = "sgx.intel.com/epc"
@@ -38,32 +38,23 @@ class PodRejected(InputError):
     """The pod cannot be admitted as it is; the message says how to fix it."""
 
 
-class _Slot(NamedTuple):
-    """One container or init container, and where the patch finds it."""
-
-    group: str  # "/spec/containers/" or "/spec/initContainers/"
-    position: int
-    container: Container
-    init: bool
-    # An init container with restartPolicy Always runs beside the app (a native sidecar).
-    sidecar: bool
-
-    @property
-    def path(self) -> str:
-        """The JSON pointer to the container (only SGX containers' paths are ever needed)."""
-        return f"{self.group}{self.position}"
-
-
 def pod_patch(pod: Pod) -> list[Operation]:
     """The JSON patch (RFC 6902 operations) that makes ``pod`` use SGX.
 
     Containers and init containers are treated alike. The patch is empty when nothing is
     missing (or the pod asks for no SGX at all).
     """
-    slots = _containers(pod)
+    spec = pod.spec
+    if spec is None:
+        raise PodRejected("the pod has no spec")
+    if not spec.containers:
+        raise PodRejected("the pod has no spec.containers")
+    # App containers, then init containers: an index below app_count is an app container.
+    containers = spec.containers + (spec.init_containers or [])
+    app_count = len(spec.containers)
     annotations = pod.metadata.annotations if pod.metadata is not None else None
     provider = annotations.get(QUOTE_PROVIDER) if annotations is not None else None
-    names = [slot.container.name for slot in slots]
+    names = [container.name for container in containers]
     if provider is not None and (not isinstance(provider, str) or not provider):
         raise PodRejected(f"annotation {QUOTE_PROVIDER} must be a container name or '{AESMD}'")
     if provider is not None and provider != AESMD and provider not in names:
@@ -72,33 +63,36 @@ def pod_patch(pod: Pod) -> list[Operation]:
             f"have (containers: {', '.join(map(str, names))}): name the container that "
             f"generates quotes, or '{AESMD}' to use the aesmd socket"
         )
-    epc: dict[int, int] = {}  # slot index: bytes, for every container asking for EPC
-    for index, slot in enumerate(slots):
-        size = _container_epc(slot.container)
-        if size is not None:
-            epc[index] = size
+    epc: dict[int, int] = {}  # container index: bytes, for every container asking for EPC
+    for index, container in enumerate(containers):
+        if container.resources is not None:
+            size = _container_epc(container)
+            if size is not None:
+                epc[index] = size
     if not epc:
         return []
-    wanted = {EPC_ANNOTATION: format_bytes(_pod_epc(slots, epc))}
+    wanted = {EPC_ANNOTATION: format_bytes(_pod_epc(containers, app_count, epc))}
     # The sgx-epc NRI plugin sets each container's cgroup misc sgx_epc limit from these.
     for index, size in epc.items():
         wanted[_nri_annotation(names[index])] = str(size)
 
     operations: list[Operation] = []
     for index in epc:
-        _ensure_resource(operations, slots[index], SGX_ENCLAVE, patched=False)
+        path = _path(index, app_count)
+        _ensure_resource(operations, path, containers[index].resources, SGX_ENCLAVE, False)
     if provider in names:
         index = names.index(provider)
         # An SGX container's resources, limits and requests exist by now: just patched.
-        _ensure_resource(operations, slots[index], SGX_PROVISION, patched=index in epc)
+        path, resources = _path(index, app_count), containers[index].resources
+        _ensure_resource(operations, path, resources, SGX_PROVISION, index in epc)
     if provider == AESMD:
         sidecar = names.index(AESMD) if AESMD in names else None
-        _ensure_aesmd_volume(operations, pod, in_memory=sidecar is not None)
-        clients = list(epc)  # ascending: filled in slot order
+        _ensure_aesmd_volume(operations, spec.volumes, in_memory=sidecar is not None)
+        clients = list(epc)  # ascending: filled in container order
         if sidecar is not None and sidecar not in epc:
             clients = sorted([*clients, sidecar])
         for index in clients:
-            path, container = slots[index].path, slots[index].container
+            path, container = _path(index, app_count), containers[index]
             _ensure_named(operations, container.volume_mounts, f"{path}/volumeMounts", _MOUNT)
             if index != sidecar:
                 _ensure_named(operations, container.env, f"{path}/env", _ENV)
@@ -113,14 +107,22 @@ def pod_patch(pod: Pod) -> list[Operation]:
     return operations
 
 
+def _path(index: int, app_count: int) -> str:
+    """The JSON pointer to container ``index`` (app containers first, then init containers)."""
+    if index < app_count:
+        return f"/spec/containers/{index}"
+    return f"/spec/initContainers/{index - app_count}"
+
+
 def _add(path: str, value: Any) -> Operation:
     return {"op": "add", "path": path, "value": value}
 
 
-def _ensure_resource(operations: list[Operation], slot: _Slot, name: str, patched: bool) -> None:
-    """Add resource ``name`` to the container's limits and requests where missing;
-    ``patched``: an earlier call made the container's resources, limits and requests exist."""
-    path, resources = slot.path, slot.container.resources
+def _ensure_resource(
+    operations: list[Operation], path: str, resources: Resources | None, name: str, patched: bool
+) -> None:
+    """Add resource ``name`` to the limits and requests of the container at ``path`` where
+    missing; ``patched``: an earlier call made its resources, limits and requests exist."""
     if resources is None:
         limits = requests = None
         if not patched:
@@ -135,20 +137,20 @@ def _ensure_resource(operations: list[Operation], slot: _Slot, name: str, patche
             operations.append(_add(f"{path}/resources/{key}/{token}", "1"))
 
 
-def _pod_epc(slots: list[_Slot], epc: dict[int, int]) -> int:
+def _pod_epc(containers: list[Container], app_count: int, epc: dict[int, int]) -> int:
     """The pod's EPC as the scheduler counts a resource: the larger of the app containers
     (plus sidecars) and the peak of the init phase, where init containers run one at a time
-    beside the sidecars started before them."""
-    app = sum(n for i, n in epc.items() if not slots[i].init)
+    beside the sidecars started before them (an init container with restartPolicy Always
+    is a native sidecar: it keeps running beside the app)."""
+    app = sum(size for index, size in epc.items() if index < app_count)
     sidecars = peak = 0
-    for i, slot in enumerate(slots):
-        if not slot.init:
-            continue
-        if slot.sidecar:
-            sidecars += epc.get(i, 0)
+    for index in range(app_count, len(containers)):
+        size = epc.get(index, 0)
+        if containers[index].restart_policy == "Always":
+            sidecars += size
             peak = max(peak, sidecars)
         else:
-            peak = max(peak, sidecars + epc.get(i, 0))
+            peak = max(peak, sidecars + size)
     return max(app + sidecars, peak)
 
 
@@ -166,19 +168,6 @@ def _nri_annotation(name: Any) -> str:
             f"{63 - len(_NRI_NAME_PREFIX)} characters"
         )
     return key
-
-
-def _containers(pod: Pod) -> list[_Slot]:
-    """Containers then init containers; the schema has checked their types already."""
-    spec = pod.spec
-    if spec is None:
-        raise PodRejected("the pod has no spec")
-    if not spec.containers:
-        raise PodRejected("the pod has no spec.containers")
-    slots = [_Slot("/spec/containers/", i, c, False, False) for i, c in enumerate(spec.containers)]
-    for i, c in enumerate(spec.init_containers or ()):
-        slots.append(_Slot("/spec/initContainers/", i, c, True, c.restart_policy == "Always"))
-    return slots
 
 
 def _container_epc(container: Container) -> int | None:
@@ -214,8 +203,9 @@ def _container_epc(container: Container) -> int | None:
     return limit_bytes
 
 
-def _ensure_aesmd_volume(operations: list[Operation], pod: Pod, in_memory: bool) -> None:
-    volumes = pod.spec.volumes if pod.spec is not None else None
+def _ensure_aesmd_volume(
+    operations: list[Operation], volumes: list[NamedItem] | None, in_memory: bool
+) -> None:
     if volumes is None:
         operations.append(_add("/spec/volumes", []))
     elif _has_named(volumes, AESMD_VOLUME):
