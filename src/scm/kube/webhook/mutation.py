@@ -142,8 +142,10 @@ def _pod_epc(containers: list[Container], app_count: int, epc: dict[int, int]) -
     (plus sidecars) and the peak of the init phase, where init containers run one at a time
     beside the sidecars started before them (an init container with restartPolicy Always
     is a native sidecar: it keeps running beside the app)."""
-    app = sum(size for index, size in epc.items() if index < app_count)
-    sidecars = peak = 0
+    app = sidecars = peak = 0
+    for index, size in epc.items():
+        if index < app_count:
+            app += size
     for index in range(app_count, len(containers)):
         size = epc.get(index, 0)
         if containers[index].restart_policy == "Always":
@@ -229,7 +231,11 @@ def _ensure_named(
 
 
 def _has_named(items: list[NamedItem], name: str) -> bool:
-    return any(isinstance(item, Named) and item.name == name for item in items)
+    # A loop rather than any() over a generator: it runs a few times in every review.
+    for item in items:  # noqa: SIM110
+        if isinstance(item, Named) and item.name == name:
+            return True
+    return False
 
 
 def _escape(key: str) -> str:

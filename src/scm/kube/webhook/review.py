@@ -25,6 +25,9 @@ API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 
 _encode = msgspec.json.Encoder().encode
+# The envelopes decode_review returns: the pod decoded with the review, or left as JSON text.
+_REVIEWS = (Review, RawReview)
+_REQUESTS = (Request, RawRequest)
 
 
 class BadReview(InputError):
@@ -44,12 +47,12 @@ def review(body: bytes) -> ReviewResult:
         document = decode_review(body)
     except MalformedBody as exc:
         raise BadReview(str(exc)) from None
-    if not isinstance(document, Review | RawReview):
+    if not isinstance(document, _REVIEWS):
         raise BadReview("the body is not a JSON object")
     if document.api_version != API_VERSION or document.kind != KIND:
         raise BadReview(f"expected apiVersion {API_VERSION} and kind {KIND}")
     request = document.request
-    if not isinstance(request, Request | RawRequest) or not isinstance(request.uid, str):
+    if not isinstance(request, _REQUESTS) or not isinstance(request.uid, str):
         raise BadReview("the AdmissionReview has no request with a uid")
 
     uid = request.uid
