@@ -8,7 +8,7 @@ whatever the answers do (open loop: a slow server makes requests pile up, as rea
 would), to each server in turn. Latency is measured from the time a request was due, so
 the client's own lateness counts against the server rather than hiding queueing.
 
-Each rate is run in rounds (SCM_BENCH_WEBHOOK_ROUNDS, default 3), the two servers taking
+Each rate is run in rounds (SCM_BENCH_WEBHOOK_ROUNDS, default 2), the two servers taking
 turns in alternating order (scm then floor, then floor then scm), so that the load other work
 puts on this shared machine falls on both alike. Printed per rate and server, over all
 rounds: p50 and p99, failures (errors, non-200, answers other than the expected one, over the
@@ -54,7 +54,7 @@ RATES = (200, 500, 1000, 1500)
 # queue in the client (counted in their latency) rather than open ever more connections.
 CONNECTIONS = 64
 SECONDS = float(os.environ.get("SCM_BENCH_WEBHOOK_SECONDS", "3"))
-ROUNDS = int(os.environ.get("SCM_BENCH_WEBHOOK_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("SCM_BENCH_WEBHOOK_ROUNDS", "2"))
 TIMEOUT = 5.0  # timeoutSeconds of the shipped MutatingWebhookConfiguration
 FIXTURES = Path(__file__).parents[1] / "tests" / "fixtures" / "admission"
 REVIEW = FIXTURES / "pod-aesmd-sidecar.json"
