@@ -306,3 +306,17 @@ def test_generated_pods_answered_as_before(pod: dict[str, Any]) -> None:
 @given(st.sampled_from(PATHS), JSON)
 def test_any_value_anywhere_answered_as_before(path: tuple[str | int, ...], value: Any) -> None:
     assert_same_answer(replaced(path, value))
+
+
+@pytest.mark.parametrize("depth", [500, 5000, 100_000])
+@pytest.mark.parametrize("inside", ['"object": {', '"spec": {', '"volumes": [', '"annotations": {'])
+def test_deep_nesting_answered_as_before(inside: str, depth: int) -> None:
+    """A pod holding a deeply nested value: answered (500 levels) or refused as not JSON, as
+    before, never a RecursionError escaping."""
+    nested = ("[" * depth + "]" * depth).encode()
+    text = json.dumps(load("pod-aesmd-host.json")).encode()
+    opening = inside.encode()
+    key = b'"deep": ' if inside.endswith("{") else b""  # an object member or a list item
+    body = text.replace(opening, opening + key + nested + b", ", 1)
+    assert body != text
+    assert answered(review, body) == answered(previous_review.review, body)
