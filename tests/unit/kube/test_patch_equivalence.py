@@ -320,3 +320,15 @@ def test_deep_nesting_answered_as_before(inside: str, depth: int) -> None:
     body = text.replace(opening, opening + key + nested + b", ", 1)
     assert body != text
     assert answered(review, body) == answered(previous_review.review, body)
+
+
+def test_a_key_given_twice_is_answered_not_crashed() -> None:
+    """JSON with a repeated key: the schema may refuse one occurrence while a plain reading
+    keeps the other; the answer is still a review response (a denial here), never an error."""
+    review_text = json.dumps(load("pod-aesmd-host.json"))
+    # The second container of the first spec is refused; the last spec has one container.
+    bad_first = '"spec": {"containers": [{"name": "x"}, {"name": "y", "env": {}}]}, '
+    body = review_text.replace('"spec": {', bad_first + '"spec": {', 1).encode()
+    outcome, answer = answered(review, body)
+    assert outcome == "denied"
+    assert "env must be a list" in answer["response"]["status"]["message"]

@@ -180,8 +180,10 @@ def _shape_message(error: str, raw: msgspec.Raw) -> str:
 
 def _container_name(raw: msgspec.Raw, path: str) -> Any:
     """The name of the container at ``path`` (".spec.containers[3]"), read again for the
-    message: only refused pods pay for it."""
-    spec = _ANY.decode(raw)["spec"]
+    message: only refused pods pay for it. None if it is not there: with a key given twice,
+    the schema may have refused one occurrence and this reading keeps the other."""
     group, index = path.removeprefix(".spec.").rstrip("]").split("[")
-    container = spec[group][int(index)]
-    return container.get("name")
+    try:
+        return _ANY.decode(raw)["spec"][group][int(index)].get("name")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
