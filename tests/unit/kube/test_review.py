@@ -82,3 +82,30 @@ def test_numbers_json_does_not_have_are_refused_as_not_json() -> None:
         body = json.dumps(REVIEW).replace('"aesmd"', number, 1).encode()
         with pytest.raises(BadReview, match="not JSON"):
             review(body)
+
+
+BODY = json.dumps(REVIEW).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, len(BODY)),
+    st.integers(0, 40),
+    st.binary(max_size=20) | st.sampled_from([b'"', b"{", b"}", b"[", b"]", b",", b":", b"null"]),
+)
+def test_any_edit_of_the_bytes_is_answered_or_rejected(
+    start: int, length: int, data: bytes
+) -> None:
+    """Bytes cut and spliced anywhere (broken JSON, bytes that are not UTF-8, repeated keys,
+    wrong types): a review response or BadReview (HTTP 400), never another exception."""
+    body = BODY[:start] + data + BODY[start + length :]
+    try:
+        result = review(body)
+    except BadReview:
+        return
+    assert result.outcome in ("patched", "unchanged", "denied")
+
+
+def test_bytes_that_are_not_utf8_are_not_json() -> None:
+    with pytest.raises(BadReview, match="not JSON"):
+        review(BODY[:10] + b"\x80" + BODY[10:])

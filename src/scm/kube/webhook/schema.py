@@ -122,7 +122,8 @@ def decode_review(body: bytes) -> Review | RawReview | Value:
             document = _REVIEW.decode(body)
         except msgspec.ValidationError:
             document = _RAW_REVIEW.decode(body)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # msgspec raises UnicodeDecodeError, not DecodeError, for bytes that are not UTF-8.
         raise MalformedBody("the body is not JSON") from None
     return document
 
@@ -139,7 +140,7 @@ def pod_of(request: Request | RawRequest) -> Pod | None:
             pod = _POD.decode(request.pod)
         except msgspec.ValidationError as exc:
             raise MalformedPod(_shape_message(str(exc), request.pod)) from None
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             raise MalformedPod("the pod is not valid JSON") from None
     return pod if isinstance(pod, Pod) else None
 
