@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -34,11 +33,42 @@ class BadReview(InputError):
     """The body is not an AdmissionReview v1 request: answered with HTTP 400."""
 
 
-class ReviewResult(NamedTuple):
-    """The response document and how it went: patched, unchanged or denied."""
+class Status(msgspec.Struct, gc=False):
+    """Why a review was denied, as the API server relays it to the client."""
 
-    document: dict[str, Any]
+    code: int
+    reason: str
+    message: str
+
+
+class Response(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
+    uid: str
+    allowed: bool
+    patch_type: str | None = None
+    # The JSON patch as JSON bytes: msgspec writes bytes as base64, as the API expects.
+    patch: bytes | None = None
+    status: Status | None = None
+
+
+class ReviewResponse(msgspec.Struct, rename="camel", kw_only=True, gc=False):
+    """The AdmissionReview answered (encoded in one pass, base64 included)."""
+
+    api_version: str = API_VERSION
+    kind: str = KIND
+    response: Response
+
+
+class ReviewResult(NamedTuple):
+    """The response and how it went: patched, unchanged or denied."""
+
+    response: ReviewResponse
     outcome: str
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The response as plain JSON types (the patch as base64 text)."""
+        document: dict[str, Any] = msgspec.to_builtins(self.response)
+        return document
 
 
 def review(body: bytes) -> ReviewResult:
@@ -74,10 +104,8 @@ def review(body: bytes) -> ReviewResult:
         return _denied(uid, str(exc))
     if not patch:
         return ReviewResult(_response(uid, allowed=True), "unchanged")
-    response = _response(uid, allowed=True)
-    response["response"]["patchType"] = "JSONPatch"
-    response["response"]["patch"] = binascii.b2a_base64(_encode(patch), newline=False).decode()
-    return ReviewResult(response, "patched")
+    answer = Response(uid, allowed=True, patch_type="JSONPatch", patch=_encode(patch))
+    return ReviewResult(ReviewResponse(response=answer), "patched")
 
 
 def answer(
@@ -86,17 +114,17 @@ def answer(
     """``answer_review(body)`` and its response body, serialised where the review ran (in
     the server's worker process for large reviews: the body is as large as the work)."""
     result = answer_review(body)
-    return result, _encode(result.document)
+    return result, _encode(result.response)
 
 
 def _denied(uid: str, message: str) -> ReviewResult:
-    document = _response(uid, allowed=False)
-    document["response"]["status"] = {"code": 400, "reason": "BadRequest", "message": message}
-    return ReviewResult(document, "denied")
+    status = Status(400, "BadRequest", message)
+    denied = Response(uid, allowed=False, status=status)
+    return ReviewResult(ReviewResponse(response=denied), "denied")
 
 
-def _response(uid: str, allowed: bool) -> dict[str, Any]:
-    return {"apiVersion": API_VERSION, "kind": KIND, "response": {"uid": uid, "allowed": allowed}}
+def _response(uid: str, allowed: bool) -> ReviewResponse:
+    return ReviewResponse(response=Response(uid, allowed=allowed))
 
 
 def _describe(kind: Any) -> str:

@@ -236,7 +236,8 @@ async def _mutate(request: web.Request) -> web.Response:
     metrics.count(result.outcome)
     metrics.observe(time.perf_counter() - started)
     if result.outcome == "denied":
-        log.info("denied: %s", result.document["response"]["status"]["message"])
+        status = result.response.response.status
+        log.info("denied: %s", status.message if status is not None else "")
     return web.Response(body=response, content_type="application/json")
 
 
