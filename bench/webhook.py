@@ -12,15 +12,17 @@ Each rate is run in short rounds (SCM_BENCH_WEBHOOK_ROUNDS, default 6, of
 SCM_BENCH_WEBHOOK_SECONDS, default 1 s, per server), the two servers taking turns in
 alternating order (scm then floor, then floor then scm), so that the load other work puts on
 this shared machine falls on both alike; the CPU ratio is printed over all rounds and as the
-median of the rounds' ratios. Printed per rate and server, over all
-rounds: p50 and p99, failures (errors, non-200, answers other than the expected one, over the
-API server's 5 s timeout), requests the client sent more than 10 ms late (the client itself
-falling behind), and the server's CPU per review (its process's user + system time over the
-answered reviews; meaningless once most requests fail). scm's expected answer is the
-previous, dict-based implementation's (tests/unit/kube/previous_review.py): every answer
-must be byte for byte the first one, whose patch must equal the oracle's. Then the latency
-of small reviews while four reviews of almost 3 MiB are in flight, and the load average
-before and after. Figures only; nothing is asserted.
+median of the rounds' ratios.
+
+Printed per rate and server, over all rounds: p50 and p99; failures (errors, non-200, over
+the API server's 5 s timeout, and "wrong": answered 200 but not with the expected answer);
+requests the client sent more than 10 ms late (the client itself falling behind); and the
+server's CPU per review (its process's user + system time over the answered reviews;
+meaningless once most requests fail). scm's expected answer is checked once against the
+previous, dict-based implementation's (tests/unit/kube/previous_review.py), and every later
+answer must be byte for byte the same. Then the latency of small reviews while four reviews
+of almost 3 MiB are in flight, and the load average before and after. Figures only; nothing
+is asserted.
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ class Run:
 
     latencies: list[float] = field(default_factory=list)
     failures: int = 0
+    wrong: int = 0  # of the failures: answered 200, but not with the expected answer
     late: int = 0
     cpu_seconds: float = 0.0
 
     def add(self, other: Run) -> None:
         self.latencies += other.latencies
         self.failures += other.failures
+        self.wrong += other.wrong
         self.late += other.late
         self.cpu_seconds += other.cpu_seconds
 
@@ -132,8 +136,9 @@ async def wait_ready(url: str, context: ssl.SSLContext) -> None:
 
 async def post(
     session: aiohttp.ClientSession, url: str, body: bytes, expected: bytes | None = None
-) -> bool:
-    """One review; True if answered 200 (and with ``expected``, if given, byte for byte)."""
+) -> str:
+    """One review: "ok" if answered 200 (with ``expected``, if given, byte for byte), "wrong"
+    if answered 200 with anything else, "failed" otherwise."""
     try:
         async with session.post(
             f"{url}/mutate",
@@ -142,9 +147,11 @@ async def post(
             timeout=aiohttp.ClientTimeout(total=TIMEOUT),
         ) as reply:
             answer = await reply.read()
-            return reply.status == 200 and (expected is None or answer == expected)
+            if reply.status != 200:
+                return "failed"
+            return "ok" if expected is None or answer == expected else "wrong"
     except (aiohttp.ClientError, TimeoutError):
-        return False
+        return "failed"
 
 
 async def expected_answer(session: aiohttp.ClientSession, url: str, body: bytes) -> bytes:
@@ -179,11 +186,12 @@ async def open_loop(
     async def one(due: float) -> None:
         if loop.time() - due > 0.010:
             run.late += 1
-        ok = await post(session, url, body, expected)
-        if ok:
+        outcome = await post(session, url, body, expected)
+        if outcome == "ok":
             run.latencies.append(loop.time() - due)
         else:
             run.failures += 1
+            run.wrong += outcome == "wrong"
 
     tasks = []
     total = int(rate * seconds)
@@ -273,7 +281,7 @@ async def small_beside_large(url: str, context: ssl.SSLContext, body: bytes) -> 
         async def keep_large() -> None:
             nonlocal answered
             while not stop.is_set():
-                if await post(session, url, big):
+                if await post(session, url, big) == "ok":
                     answered += 1
 
         large = [asyncio.create_task(keep_large()) for _ in range(4)]
@@ -331,7 +339,7 @@ def main() -> None:
         f"on loopback, client and servers on {os.cpu_count()} cores; load average (1 min) "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after"
     )
-    print("rate/s  server  p50 ms  p99 ms  failures  late  CPU ms/review")
+    print("rate/s  server  p50 ms  p99 ms  failures  wrong  late  CPU ms/review")
     summary: dict[str, Any] = {}
     merged: dict[tuple[int, str], Run] = {}
     for (rate, name), runs in results.items():
@@ -341,12 +349,13 @@ def main() -> None:
         cpu_ms = cpu_per_review(run) * 1000
         print(
             f"{rate:6d}  {name:6s}  {run.percentile(0.5):6.1f}  {run.percentile(0.99):6.1f}  "
-            f"{run.failures:8d}  {run.late:4d}  {cpu_ms:13.3f}"
+            f"{run.failures:8d}  {run.wrong:5d}  {run.late:4d}  {cpu_ms:13.3f}"
         )
         summary[f"{name}_{rate}"] = {
             "p99_ms": round(run.percentile(0.99), 1),
             "cpu_ms": round(cpu_ms, 3),
             "failures": run.failures,
+            "wrong": run.wrong,
         }
     for rate in RATES:
         ratio = cpu_per_review(merged[(rate, "scm")]) / cpu_per_review(merged[(rate, "floor")])
