@@ -42,6 +42,8 @@ class Status(msgspec.Struct, gc=False):
 
 
 class Response(msgspec.Struct, rename="camel", omit_defaults=True, gc=False):
+    """The review's verdict: the request's uid, allowed or not, and the patch if any."""
+
     uid: str
     allowed: bool
     patch_type: str | None = None
