@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from fractions import Fraction
 
@@ -52,6 +53,23 @@ def parse_quantity(value: object) -> Fraction:
 
 def whole_quantity(value: object) -> int:
     """A quantity that must be a whole, non-negative number that fits Kubernetes' int64."""
+    if isinstance(value, str) and len(value) <= _CACHED_LENGTH:
+        return _cached_whole_quantity(value)
+    return _whole_quantity(value)
+
+
+# Pods repeat a handful of quantity strings ("64Mi"): each is parsed once. Only short ones
+# are kept (a valid quantity has at most 19 digits), so hostile input cannot fill memory;
+# refusals raise and are never cached.
+_CACHED_LENGTH = 32
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_whole_quantity(value: str) -> int:
+    return _whole_quantity(value)
+
+
+def _whole_quantity(value: object) -> int:
     if isinstance(value, str):
         # Whole numbers with a whole scale ("64Mi", "1G", "1e6") in integer arithmetic:
         # Fraction cost more than the rest of an admission review.

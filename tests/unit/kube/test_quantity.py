@@ -95,3 +95,13 @@ def test_whole_quantity_agrees_with_exact_arithmetic(text: str) -> None:
 def test_only_ascii_digits_are_quantities() -> None:
     with pytest.raises(InputError, match="not a quantity"):
         whole_quantity("\u0663Mi")  # ARABIC-INDIC DIGIT THREE
+
+
+def test_repeated_and_padded_quantities_give_the_same_answer() -> None:
+    """Short strings are parsed once and remembered; long ones (padding a hostile client
+    could send) are parsed every time: the answers are the same either way."""
+    for _ in range(2):
+        assert whole_quantity("64Mi") == 64 * 2**20
+        assert whole_quantity(" " * 100 + "64Mi") == 64 * 2**20
+        with pytest.raises(InputError):
+            whole_quantity("0.5")  # half a byte

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,8 +15,14 @@ from scm.kube.webhook.review import BadReview, review
 REVIEW = json.loads(
     (Path(__file__).parents[2] / "fixtures" / "admission" / "pod-aesmd-sidecar.json").read_text()
 )
+# JSON values: no NaN or Infinity, which RFC 8259 has no numbers for (Python's json writes
+# them, kube-apiserver never does, and the webhook refuses them as not JSON).
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
@@ -68,3 +75,37 @@ def test_any_json_body_is_answered_or_rejected(value: Any) -> None:
     except BadReview:
         return
     assert result.outcome in ("patched", "unchanged", "denied")
+
+
+def test_numbers_json_does_not_have_are_refused_as_not_json() -> None:
+    for number in ("NaN", "Infinity", "-Infinity"):
+        body = json.dumps(REVIEW).replace('"aesmd"', number, 1).encode()
+        with pytest.raises(BadReview, match="not JSON"):
+            review(body)
+
+
+BODY = json.dumps(REVIEW).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(0, len(BODY)),
+    st.integers(0, 40),
+    st.binary(max_size=20) | st.sampled_from([b'"', b"{", b"}", b"[", b"]", b",", b":", b"null"]),
+)
+def test_any_edit_of_the_bytes_is_answered_or_rejected(
+    start: int, length: int, data: bytes
+) -> None:
+    """Bytes cut and spliced anywhere (broken JSON, bytes that are not UTF-8, repeated keys,
+    wrong types): a review response or BadReview (HTTP 400), never another exception."""
+    body = BODY[:start] + data + BODY[start + length :]
+    try:
+        result = review(body)
+    except BadReview:
+        return
+    assert result.outcome in ("patched", "unchanged", "denied")
+
+
+def test_bytes_that_are_not_utf8_are_not_json() -> None:
+    with pytest.raises(BadReview, match="not JSON"):
+        review(BODY[:10] + b"\x80" + BODY[10:])
