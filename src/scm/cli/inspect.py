@@ -8,7 +8,6 @@ import click
 
 from scm.files import write_output
 from scm.platform import RENDERERS, discover
-from scm.platform.domcaps import read_domcaps_file, read_domcaps_from_libvirt
 
 
 @click.command("inspect")
@@ -48,9 +47,14 @@ def inspect_command(
     if domcaps is not None and libvirt_uri:
         raise click.UsageError("--domcaps and --libvirt-uri are mutually exclusive")
     domcaps_xml = None
+    # The domain capabilities module loads only when asked for (start-up time).
     if domcaps is not None:
+        from scm.platform.domcaps import read_domcaps_file
+
         domcaps_xml = read_domcaps_file(domcaps)
     elif libvirt_uri:
+        from scm.platform.domcaps import read_domcaps_from_libvirt
+
         domcaps_xml = read_domcaps_from_libvirt(libvirt_uri)
     report = discover(root, domcaps_xml)
     text = RENDERERS[output_format](report)
