@@ -6,18 +6,13 @@ from pathlib import Path
 
 import click
 
+from scm.cli.roots import root_option
 from scm.files import write_output
 from scm.platform import RENDERERS, discover
 
 
 @click.command("inspect")
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path),
-    default=Path("/"),
-    show_default=True,
-    help="Read /proc, /sys and /dev below this directory.",
-)
+@root_option("Read /proc, /sys and /dev below this directory.")
 @click.option(
     "--format",
     "output_format",

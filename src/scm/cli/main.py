@@ -88,9 +88,20 @@ class LazyGroup(click.Group):
         # click resolves the subcommand before running this group's callback: note there
         # whether the words only ask for help (`scm keys list -h`, a bare `scm keys`), so the
         # callback skips reading settings (a broken settings file must not hide help).
-        bare_group = isinstance(command, click.Group) and not rest
+        bare_group = _names_a_bare_group(ctx, command, rest)
         ctx.meta[HELP_ONLY] = ctx.resilient_parsing or bare_group or _asks_for_help(rest)
         return name, command, rest
+
+
+def _names_a_bare_group(ctx: click.Context, command: click.Command | None, rest: list[str]) -> bool:
+    """True when the words end at a group (`scm keys`, `scm attest collateral`)."""
+    while isinstance(command, click.Group):
+        if not rest:
+            return True
+        if rest[0].startswith("-"):
+            return False
+        command, rest = command.get_command(ctx, rest[0]), rest[1:]
+    return False
 
 
 def _asks_for_help(args: list[str]) -> bool:
@@ -150,8 +161,10 @@ def _run(args: list[str]) -> None:
     try:
         code = cli.main(args=args, prog_name="scm", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.format_message())  # a bare `scm` or `scm keys`: the help is the answer
-        sys.exit(exc.exit_code)
+        # A bare `scm` or `scm keys` asks what there is: its help, exactly as --help prints
+        # it, and 0 like --help (README, "Command-line convention"). click would exit 2.
+        click.echo(exc.format_message())
+        sys.exit(0)
     except click.UsageError as exc:
         # One line like every other error, with where to look instead of click's usage block.
         where = exc.ctx.command_path if exc.ctx else "scm"

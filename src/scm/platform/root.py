@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scm.errors import DiscoveryError
+from scm.files import directory_problem
 
 MAX_FILE_BYTES = 1 << 20  # far above any sysfs value or a many-core /proc/cpuinfo
 
@@ -39,10 +40,9 @@ class HostRoot:
     @classmethod
     def open(cls, path: Path | str = "/") -> HostRoot:
         root = Path(path)
-        if not root.exists():
-            raise DiscoveryError(f"root directory {root} does not exist")
-        if not root.is_dir():
-            raise DiscoveryError(f"root {root} is not a directory")
+        problem = directory_problem(root, "host root")
+        if problem is not None:
+            raise DiscoveryError(problem)
         return cls(root)
 
     def resolve(self, linux_path: str) -> Path:
