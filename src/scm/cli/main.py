@@ -15,9 +15,12 @@ from scm.cli.context import CliContext
 from scm.config import LOG_LEVELS
 from scm.errors import ScmError, UnavailableError
 from scm.files import storage_error
-from scm.log import setup_logging
 
 HELP_ONLY = "scm.help_only"
+# Commands that never log: they skip loading and configuring the logging package, a tenth
+# of `scm inspect`'s own start-up. tests/integration/cli/test_startup_imports.py checks
+# that running them loads no `logging`; a command that starts logging leaves this set.
+NEVER_LOG = frozenset({"inspect"})
 EX_USAGE = 64
 EX_SOFTWARE = 70
 
@@ -137,7 +140,11 @@ def cli(
     ctx.obj = obj
     if ctx.meta.get(HELP_ONLY):
         return  # help and completion read no settings file
-    setup_logging(obj.settings.log_level)
+    level = obj.settings.log_level  # every command checks the settings, logging or not
+    if ctx.invoked_subcommand not in NEVER_LOG:
+        from scm.log import setup_logging
+
+        setup_logging(level)
 
 
 def main(argv: list[str] | None = None) -> None:
