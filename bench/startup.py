@@ -1,7 +1,9 @@
 """How long the `scm` command takes to start, next to the interpreter's own start-up.
 
 Each command runs ROUNDS times, interleaved so that load from other processes falls on all
-of them alike; prints median and p90 wall time, and how many runs failed. Asserts nothing.
+of them alike; prints median and p90 wall time, the median CPU time (user + system) of the
+process, which other processes' load inflates far less than wall time, and how many runs
+failed. Asserts nothing.
 Run from the repository with PYTHONPATH=src (or after `make install`).
 
 Two conditions, both with the same interpreter and the same `.pth` files as `python -c pass`:
@@ -18,6 +20,7 @@ SCM_BENCH_COMPARE=DIR adds the same scm commands run from another checkout's DIR
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,15 +74,23 @@ def warm_up(table: dict[str, Command]) -> None:
             subprocess.run(argv, capture_output=True, timeout=TIMEOUT, check=False, env=writable)
 
 
-def run_once(command: Command) -> float | None:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(command: Command) -> tuple[float, float] | None:
+    """Wall and CPU milliseconds of one run, None when it failed or timed out."""
     argv, env = command
+    cpu = _children_cpu()
     start = time.perf_counter()
     try:
         done = subprocess.run(argv, capture_output=True, timeout=TIMEOUT, check=False, env=env)
     except subprocess.TimeoutExpired:
         return None
     elapsed = (time.perf_counter() - start) * 1000
-    return elapsed if done.returncode == 0 else None
+    used = (_children_cpu() - cpu) * 1000
+    return (elapsed, used) if done.returncode == 0 else None
 
 
 def main() -> None:
@@ -87,6 +98,7 @@ def main() -> None:
         table = commands(Path(pycache))
         warm_up(table)
         samples: dict[str, list[float]] = {name: [] for name in table}
+        cpu: dict[str, list[float]] = {name: [] for name in table}
         failures = dict.fromkeys(table, 0)
         for _ in range(ROUNDS):
             for name, command in table.items():
@@ -94,11 +106,12 @@ def main() -> None:
                 if result is None:
                     failures[name] += 1
                 else:
-                    samples[name].append(result)
+                    samples[name].append(result[0])
+                    cpu[name].append(result[1])
     load = os.getloadavg()[0]
     print(
-        f"start-up, {ROUNDS} interleaved runs each, load average {load:.2f}: "
-        "median / p90 wall ms (failures)"
+        f"start-up, {ROUNDS} interleaved runs each, load average {load:.2f} at the end:\n"
+        "  median / p90 wall ms (+ median wall over python), median CPU ms, failures"
     )
     baseline = statistics.median(samples["python -c pass"] or [float("nan")])
     for name, values in samples.items():
@@ -110,8 +123,8 @@ def main() -> None:
         p90 = values[max(0, int(len(values) * 0.9) - 1)]
         extra = median - baseline
         print(
-            f"  {name:44s} {median:7.1f} / {p90:7.1f}  (+{extra:6.1f} over python)"
-            f"  ({failures[name]} failed)"
+            f"  {name:44s} {median:7.1f} / {p90:7.1f} (+{extra:6.1f})"
+            f"  cpu {statistics.median(cpu[name]):6.1f}  ({failures[name]} failed)"
         )
 
 
