@@ -1,7 +1,8 @@
 """How long the `scm` command takes to start, next to the interpreter's own start-up.
 
 Each command runs ROUNDS times, interleaved so that load from other processes falls on all
-of them alike; prints median and p90 wall time, the median CPU time (user + system) of the
+of them alike; prints median, p90 and best wall time (the best run is the nearest to an
+idle machine), the median CPU time (user + system) of the
 process, which other processes' load inflates far less than wall time, and how many runs
 failed. Asserts nothing.
 Run from the repository with PYTHONPATH=src (or after `make install`).
@@ -111,19 +112,19 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(
         f"start-up, {ROUNDS} interleaved runs each, load average {load:.2f} at the end:\n"
-        "  median / p90 wall ms (+ median wall over python), median CPU ms, failures"
+        "  wall ms median / p90 / best (+ median over python), median CPU ms, failures"
     )
     baseline = statistics.median(samples["python -c pass"] or [float("nan")])
     for name, values in samples.items():
         if not values:
-            print(f"  {name:44s} all {failures[name]} runs failed")
+            print(f"  {name:40s} all {failures[name]} runs failed")
             continue
         values.sort()
         median = statistics.median(values)
         p90 = values[max(0, int(len(values) * 0.9) - 1)]
         extra = median - baseline
         print(
-            f"  {name:44s} {median:7.1f} / {p90:7.1f} (+{extra:6.1f})"
+            f"  {name:40s} {median:6.1f} / {p90:6.1f} / {values[0]:6.1f} (+{extra:6.1f})"
             f"  cpu {statistics.median(cpu[name]):6.1f}  ({failures[name]} failed)"
         )
 
