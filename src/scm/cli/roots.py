@@ -33,6 +33,7 @@ def root_option(help: str, default: Path | None = Path("/")) -> Callable[[F], F]
     return click.option(
         "--root",
         type=click.Path(path_type=Path),
+        metavar="DIR",
         default=default,
         show_default=default is not None,
         callback=_checked_root,
