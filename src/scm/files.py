@@ -65,6 +65,15 @@ def storage_error(exc: OSError, where: Path | None = None) -> ScmError | None:
     return None
 
 
+def directory_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot serve as the directory ``what``, or None when it can."""
+    if not path.exists():
+        return f"{what} {path} does not exist"
+    if not path.is_dir():
+        return f"{what} {path} is not a directory"
+    return None
+
+
 def write_output(path: Path, data: bytes | str, what: str = "output file") -> None:
     """Write a file the user named atomically, or a one-line error saying why it cannot be."""
     if not path.parent.is_dir():

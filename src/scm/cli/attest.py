@@ -6,18 +6,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from scm.attestation import Collateral, Verdict, parse_quote
-from scm.attestation.evidence import generate_quote
-from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
-from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
-from scm.attestation.quote import MAX_QUOTE_BYTES
-from scm.attestation.tcb import MatchedLevel
-from scm.attestation.verdict import quote_summary
 from scm.cli.context import CliContext, pass_cli
+from scm.cli.roots import root_option
 from scm.files import read_input, write_output
+
+if TYPE_CHECKING:  # the attestation domain loads when a command runs, not for --help
+    from scm.attestation import Verdict
+    from scm.attestation.pccs import PccsClient
+    from scm.attestation.tcb import MatchedLevel
 
 FORMATS = click.Choice(["text", "json"])
 
@@ -32,6 +32,10 @@ def attest_group() -> None:
 @click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
 def show_command(quote_file: Path, output_format: str) -> None:
     """Print the fields of a quote (nothing is verified)."""
+    from scm.attestation import parse_quote
+    from scm.attestation.quote import MAX_QUOTE_BYTES
+    from scm.attestation.verdict import quote_summary
+
     summary = quote_summary(parse_quote(read_input(quote_file, "quote file", MAX_QUOTE_BYTES)))
     if output_format == "json":
         click.echo(json.dumps(summary, indent=2))
@@ -76,6 +80,10 @@ def verify_command(
     output_format: str,
 ) -> None:
     """Verify a quote and appraise it; exit 0 only when the policy accepts it."""
+    from scm.attestation import Collateral, parse_quote
+    from scm.attestation.policy import DEFAULT_POLICY, Policy, appraise
+    from scm.attestation.quote import MAX_QUOTE_BYTES
+
     raw = read_input(quote_file, "quote file", MAX_QUOTE_BYTES)
     if (collateral_file is None) == (pccs_url is None):
         raise click.UsageError("give either --collateral FILE or --pccs-url URL")
@@ -93,13 +101,7 @@ def verify_command(
 
 
 # --root for every command that asks this TEE for a quote (also `scm ca csr --attest`).
-tee_root_option = click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("/"),
-    show_default=True,
-    help="Find configfs-tsm or /dev/attestation below this directory.",
-)
+tee_root_option = root_option("Find configfs-tsm or /dev/attestation below this directory.")
 
 
 @attest_group.command("quote")
@@ -116,6 +118,8 @@ def quote_command(report_data: str, root: Path, output: Path | None) -> None:
         data = bytes.fromhex(report_data)
     except ValueError:
         raise click.BadParameter("not hex", param_hint="--report-data") from None
+    from scm.attestation.evidence import generate_quote
+
     evidence = generate_quote(data, root)
     if output is None:
         sys.stdout.buffer.write(evidence.quote)
@@ -140,6 +144,9 @@ def collateral_group() -> None:
 @pass_cli
 def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, output: Path) -> None:
     """Fetch the collateral for the platform that produced QUOTE_FILE into an offline bundle."""
+    from scm.attestation import parse_quote
+    from scm.attestation.quote import MAX_QUOTE_BYTES
+
     quote = parse_quote(read_input(quote_file, "quote file", MAX_QUOTE_BYTES))
     collateral = _client(obj, pccs_url, cached=False).collateral_for(quote)
     write_output(output, collateral.to_json())
@@ -147,6 +154,8 @@ def fetch_command(obj: CliContext, quote_file: Path, pccs_url: str | None, outpu
 
 
 def _client(obj: CliContext, pccs_url: str | None, cached: bool = True) -> PccsClient:
+    from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
+
     settings = obj.settings.section("attestation", AttestationSettings)
     cache = collateral_cache_dir(obj.settings.state_dir) if cached else None
     return PccsClient.from_settings(settings, pccs_url, cache)

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
-from cryptography.hazmat.primitives import serialization
 
 from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore
 from scm.cli.output import deprecated, emit, format_option
 from scm.files import read_input, write_output
-from scm.keys import KeyType
-from scm.keys.pem import load_certificate_chain, load_private_key
-from scm.pki import (
-    CASettings,
-    LocalCA,
-    WorkloadIdentity,
-    build_csr,
-    configured_ca,
-    csr_to_pem,
-    load_csr,
-    parse_ttl,
-)
-from scm.pki.configured import load_local_ca
-from scm.pki.csr_evidence import collect_evidence
+
+# The PKI and key domains (cryptography, python-pkcs11) load inside each command, so that
+# `scm ca --help` stays fast.
 
 
 @click.group("ca")
@@ -58,6 +45,10 @@ def init_command(
     output_format: str,
 ) -> None:
     """Create the CA: a new root, or an intermediate under an existing root."""
+    from scm.keys import KeyType
+    from scm.keys.pem import load_certificate_chain, load_private_key
+    from scm.pki import CASettings, LocalCA, parse_ttl
+
     settings = cli.settings.section("ca", CASettings)
     if (parent_cert is None) != (parent_key is None):
         raise click.UsageError("--parent-cert and --parent-key go together")
@@ -89,6 +80,11 @@ def init_command(
 @pass_cli
 def show_command(cli: CliContext, output_format: str, pem: bool) -> None:
     """The local CA's certificate and trust domain (--format pem: the configured CA's roots)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from scm.pki import configured_ca
+    from scm.pki.configured import load_local_ca
+
     if pem:
         deprecated("--pem", "--format pem")
         output_format = "pem"
@@ -138,6 +134,10 @@ def show_command(cli: CliContext, output_format: str, pem: bool) -> None:
 @pass_cli
 def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None) -> None:
     """Have the configured CA (ca.backend) sign a CSR; print the chain, leaf first."""
+    import asyncio
+
+    from scm.pki import configured_ca, load_csr, parse_ttl
+
     lifetime = parse_ttl(ttl)
     csr = load_csr(read_input(csr_file, "CSR file"))
     with keystore(cli) as store:
@@ -178,6 +178,9 @@ def csr_command(
     output: Path | None,
 ) -> None:
     """A CSR for the SPIFFE identity of a workload, signed by the token key LABEL."""
+    from scm.pki import CASettings, WorkloadIdentity, build_csr, csr_to_pem
+    from scm.pki.csr_evidence import collect_evidence
+
     settings = cli.settings.section("ca", CASettings)
     identity = WorkloadIdentity(
         settings.trust_domain if trust_domain is None else trust_domain,

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from scm.addresses import parse_host_port
-from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
-from scm.attestation.policy import DEFAULT_POLICY, Policy
 from scm.cli.context import CliContext, pass_cli
-from scm.console import ConsoleSources
-from scm.console.access import access_for
-from scm.console.fleet import fleet_sources
-from scm.console.serve import serve_console
-from scm.console.settings import ConsoleSettings
-from scm.console.sources import remote_metrics, remote_status
+from scm.cli.roots import root_option
 from scm.errors import NotFoundError
-from scm.sds.daemon import wait_for_stop_signal
+
+if TYPE_CHECKING:  # the console's server stack loads when it runs, not for --help
+    from scm.attestation.pccs import PccsClient
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command("console")
 @click.option("--listen", help="HOST:PORT to serve [console.listen: 127.0.0.1:8480].")
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Host root for the host page [/].",
-)
+@root_option("Host root for the host page [/].", default=None)
 @click.option(
     "--sds", "sds_url", help="A running SDS server's --http URL, e.g. http://127.0.0.1:9901."
 )
@@ -65,6 +55,18 @@ def console_command(
     It binds to loopback unless told otherwise; another address needs TLS and a token.
     Every option can also be set in the [console] settings table (SCM_CONSOLE_*).
     """
+    import asyncio
+
+    from scm.addresses import parse_host_port
+    from scm.attestation.policy import DEFAULT_POLICY, Policy
+    from scm.console import ConsoleSources
+    from scm.console.access import access_for
+    from scm.console.fleet import fleet_sources
+    from scm.console.serve import serve_console
+    from scm.console.settings import ConsoleSettings
+    from scm.console.sources import remote_metrics, remote_status
+    from scm.sds.daemon import wait_for_stop_signal
+
     settings = cli.settings.section("console", ConsoleSettings)
     host, port = parse_host_port(listen or settings.listen, "--listen")
     access = access_for(
@@ -96,6 +98,8 @@ def console_command(
 
 
 def _pccs(cli: CliContext, url: str) -> PccsClient:
+    from scm.attestation.pccs import AttestationSettings, PccsClient, collateral_cache_dir
+
     settings = cli.settings.section("attestation", AttestationSettings)
     cache = collateral_cache_dir(cli.settings.state_dir)
     return PccsClient.from_settings(settings, url, cache)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -11,15 +10,24 @@ import click
 from scm.config import Settings, load_settings
 
 
-@dataclass
 class CliContext:
-    """Global options; settings are resolved on first use so --help never reads files."""
+    """Global options; settings are resolved on first use so --help never reads files.
 
-    debug: bool = False
-    config_file: Path | None = None
-    state_dir: Path | None = None
-    log_level: str | None = None
-    _overrides: dict[str, object] = field(default_factory=dict)
+    A plain class rather than a dataclass: every `scm` run makes one, and defining a
+    dataclass costs about a millisecond of start-up.
+    """
+
+    def __init__(
+        self,
+        debug: bool = False,
+        config_file: Path | None = None,
+        state_dir: Path | None = None,
+        log_level: str | None = None,
+    ) -> None:
+        self.debug = debug
+        self.config_file = config_file
+        self.state_dir = state_dir
+        self.log_level = log_level
 
     @cached_property
     def settings(self) -> Settings:

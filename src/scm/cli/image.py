@@ -9,13 +9,11 @@ import click
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.output import emit, format_option
 from scm.errors import ConfigError
-from scm.image.build import ImageSettings, build_image
-from scm.image.check import check_image
 from scm.image.errors import ImageSpecError
-from scm.image.properties import DEFAULT_SGX_EPC_MB, guest_properties
-from scm.image.sources import host_debian_mirror, validate_mirror
-from scm.image.spec import RELEASES, TEES, make_spec
-from scm.openstack.flavor_spec import parse_epc_size, render_text
+from scm.image.properties import DEFAULT_SGX_EPC_MB
+from scm.image.spec import RELEASES, TEES
+
+# Building and checking (subprocess, HTTP) load inside each command, not for --help.
 
 
 @click.group("image")
@@ -48,6 +46,10 @@ def build_command(
     mirror: str | None,
 ) -> None:
     """Build a Debian guest image from scratch, ready for a confidential flavor."""
+    from scm.image.build import ImageSettings, build_image
+    from scm.image.sources import host_debian_mirror, validate_mirror
+    from scm.image.spec import make_spec
+
     wanted = tuple(p.strip() for item in packages for p in item.split(",") if p.strip())
     spec = make_spec(tee, release, size, output.absolute(), user, ssh_key, wanted)
     settings = cli.settings.section("image", ImageSettings)
@@ -64,6 +66,8 @@ def build_command(
 @format_option()
 def check_command(image: Path, tee: str, output_format: str) -> None:
     """Say what stops IMAGE (qcow2 or raw) from being a good TDX or SGX guest."""
+    from scm.image.check import check_image
+
     report = check_image(image, tee)
     click.echo(report.to_json() if output_format == "json" else report.to_text(), nl=False)
     if not report.good:
@@ -80,6 +84,9 @@ def properties_command(
     tee: str, sgx_epc: str | None, output_format: str, image: str | None, os_cloud: str | None
 ) -> None:
     """The Glance image properties (and matching flavor extra specs) for a guest image."""
+    from scm.image.properties import guest_properties
+    from scm.openstack.flavor_spec import parse_epc_size, render_text
+
     if sgx_epc is not None and tee != "sgx":
         raise ImageSpecError("--sgx-epc goes with --tee sgx")
     spec = guest_properties(tee, parse_epc_size(sgx_epc) if sgx_epc else None)

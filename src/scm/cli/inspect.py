@@ -6,19 +6,13 @@ from pathlib import Path
 
 import click
 
+from scm.cli.roots import root_option
 from scm.files import write_output
 from scm.platform import RENDERERS, discover
-from scm.platform.domcaps import read_domcaps_file, read_domcaps_from_libvirt
 
 
 @click.command("inspect")
-@click.option(
-    "--root",
-    type=click.Path(path_type=Path),
-    default=Path("/"),
-    show_default=True,
-    help="Read /proc, /sys and /dev below this directory.",
-)
+@root_option("Read /proc, /sys and /dev below this directory.")
 @click.option(
     "--format",
     "output_format",
@@ -48,9 +42,14 @@ def inspect_command(
     if domcaps is not None and libvirt_uri:
         raise click.UsageError("--domcaps and --libvirt-uri are mutually exclusive")
     domcaps_xml = None
+    # The domain capabilities module loads only when asked for (start-up time).
     if domcaps is not None:
+        from scm.platform.domcaps import read_domcaps_file
+
         domcaps_xml = read_domcaps_file(domcaps)
     elif libvirt_uri:
+        from scm.platform.domcaps import read_domcaps_from_libvirt
+
         domcaps_xml = read_domcaps_from_libvirt(libvirt_uri)
     report = discover(root, domcaps_xml)
     text = RENDERERS[output_format](report)

@@ -5,21 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.output import emit, format_option
 from scm.files import read_input
-from scm.keys import KeyType, Pkcs11Keystore, open_keystore
-from scm.keys.orphans import KeyClaims, KeyState
-from scm.state_mutation import mutating
 
-KEY_TYPES = [t.value for t in KeyType]
+if TYPE_CHECKING:
+    from scm.keys import Pkcs11Keystore
+    from scm.keys.orphans import KeyClaims
+
+# The values of scm.keys.KeyType, written out so that `--help` need not load the PKCS#11
+# stack (a test checks they are the same). Commands import the domain when they run.
+KEY_TYPES = ["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
 
 
 @contextmanager
 def keystore(cli: CliContext) -> Iterator[Pkcs11Keystore]:
+    from scm.keys import open_keystore
+
     store = open_keystore(cli.settings)
     try:
         yield store
@@ -41,6 +47,8 @@ def keys_group() -> None:
 @pass_cli
 def generate_command(cli: CliContext, label: str, key_type: str, output_format: str) -> None:
     """Create a sensitive, non-extractable key pair named LABEL in the token."""
+    from scm.keys import KeyType
+
     with keystore(cli) as store:
         info = store.generate(label, KeyType(key_type))
     text = f"{info.label}: {info.key_type.value} key {info.key_id} in {info.location}"
@@ -49,6 +57,7 @@ def generate_command(cli: CliContext, label: str, key_type: str, output_format: 
 
 def key_claims(cli: CliContext) -> KeyClaims:
     """What the records under the state directory say about which keys are in use."""
+    from scm.keys.orphans import KeyClaims
     from scm.pki import CASettings, LocalCA
     from scm.processes import process_alive
     from scm.sds.records import IN_PROGRESS, CredentialRecords
@@ -78,6 +87,8 @@ def list_command(cli: CliContext, output_format: str) -> None:
     `ca init` or issuance); "staging" marks what an interrupted change left. `scm keys
     prune` removes both.
     """
+    from scm.keys.orphans import KeyState
+
     with keystore(cli) as store:
         infos = store.list()
     claims = key_claims(cli)
@@ -158,6 +169,8 @@ def prune_command(cli: CliContext, output_format: str) -> None:
     Orphans are keys scm made for its CA or SDS records (ca.key_label, sds-*) that no
     record under the state directory names; keys of other labels are never touched.
     """
+    from scm.state_mutation import mutating
+
     with keystore(cli) as store, mutating(cli.settings.state_dir):
         removed = store.sweep()
         claims = key_claims(cli)  # read under the lock: no record is being written now

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.listen import HOST_PORT
 from scm.cli.output import deprecated
-from scm.errors import ConfigError, NotFoundError
-from scm.kube.agent import NodeAgent, Publisher
-from scm.kube.features import FeaturesFile
-from scm.kube.manager import DevicePluginManager
-from scm.kube.node_status import node_status_publisher
-from scm.kube.service import run_until_signalled
-from scm.kube.settings import KubeSettings
-from scm.kube.webhook.server import make_app, serve, tls_context
+from scm.cli.roots import root_option as host_root_option
+from scm.errors import ConfigError
+
+if TYPE_CHECKING:  # the kube servers (asyncio, gRPC, aiohttp) load when a command runs
+    import asyncio
+
+    from scm.kube.agent import Publisher
 
 EPC_REGISTRATIONS = ("nfd", "node-status")
 
-root_option = click.option(
-    "--root",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("/"),
-    show_default=True,
-    help="Read the host's /proc, /sys and /dev below this directory.",
-)
+root_option = host_root_option("Read the host's /proc, /sys and /dev below this directory.")
 kubelet_dir_option = click.option(
     "--kubelet-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -46,8 +39,11 @@ def kube_group() -> None:
 @pass_cli
 def device_plugin_command(cli: CliContext, root: Path, kubelet_dir: Path | None) -> None:
     """Serve sgx.intel.com/enclave, sgx.intel.com/provision and tdx.intel.com/keys."""
+    from scm.kube.manager import DevicePluginManager
+    from scm.kube.service import run_until_signalled
+    from scm.kube.settings import KubeSettings
+
     settings = cli.settings.section("kube", KubeSettings)
-    _require_root(root)
     manager = DevicePluginManager(root, kubelet_dir or settings.kubelet_dir, settings.sgx_shares)
 
     async def serve(stop: asyncio.Event) -> None:
@@ -80,8 +76,14 @@ def node_agent_command(
     node_name: str | None,
 ) -> None:
     """Run the device plugin and keep the node's EPC and TEE features registered."""
+    from scm.kube.agent import NodeAgent
+    from scm.kube.features import FeaturesFile
+    from scm.kube.manager import DevicePluginManager
+    from scm.kube.node_status import node_status_publisher
+    from scm.kube.service import run_until_signalled
+    from scm.kube.settings import KubeSettings
+
     settings = cli.settings.section("kube", KubeSettings)
-    _require_root(root)
     manager = DevicePluginManager(root, kubelet_dir or settings.kubelet_dir, settings.sgx_shares)
     mode = epc_registration or settings.epc_registration
     if mode not in EPC_REGISTRATIONS:
@@ -125,6 +127,10 @@ def webhook_command(
         deprecated("--host/--port", "--listen HOST:PORT")
     elif listen is not None:
         host, port = listen
+    from scm.kube.service import run_until_signalled
+    from scm.kube.settings import KubeSettings
+    from scm.kube.webhook.server import make_app, serve, tls_context
+
     settings = cli.settings.section("kube", KubeSettings)
     context = tls_context(tls_cert, tls_key)
     app = make_app()
@@ -139,8 +145,3 @@ def webhook_command(
         )
 
     run_until_signalled(run)
-
-
-def _require_root(root: Path) -> None:
-    if not root.is_dir():
-        raise NotFoundError(f"host root {root} is not a directory")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from scm.cli.output import emit, format_option
+from scm.cli.roots import root_option
 from scm.errors import RefusedError
 from scm.openstack import check_host as readiness
 from scm.openstack import flavor_spec as specs
@@ -20,7 +21,7 @@ def openstack_group() -> None:
 
 
 @openstack_group.command("check-host")
-@click.option("--root", type=click.Path(path_type=Path), default=Path("/"), show_default=True)
+@root_option("Read /proc, /sys and /dev below this directory.")
 @click.option("--domcaps", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--libvirt-uri", help="Read versions and domain capabilities from libvirt.")
 @click.option("--libvirt-version", help="libvirt version, e.g. 9.0.0.")

@@ -7,7 +7,6 @@ standard output; diagnostics and logs go to standard error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,6 +32,8 @@ def format_option(*extra: str) -> Callable[[F], F]:
 def emit(output_format: str, document: Any, text: str | Callable[[], str]) -> None:
     """Print ``document`` as JSON, or ``text`` (a string or a function making one)."""
     if output_format == "json":
+        import json  # deferred: --help and text output need no JSON (start-up time)
+
         click.echo(json.dumps(document, indent=2))
         return
     rendered = text() if callable(text) else text

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
 
 from scm.cli.context import CliContext, pass_cli
-from scm.sds.assembly import SdsOverrides, build_plan, serve_plan_until_stopped
-from scm.sds.keyprovider import PIN_SOURCES
-from scm.sds.leafkeys import KEY_MODES
+
+# scm.sds.leafkeys.KEY_MODES and scm.sds.keyprovider.PIN_SOURCES, written out so that
+# `--help` need not load the SDS server (a test checks they are the same).
+KEY_MODES = ("hsm", "software")
+PIN_SOURCES = ("secret", "envoy")
 
 FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -96,6 +97,10 @@ def serve_command(
     is the CA's trust bundle, and in hsm key mode keys imported with `scm keys import`
     are served under their label.
     """
+    import asyncio
+
+    from scm.sds.assembly import SdsOverrides, build_plan, serve_plan_until_stopped
+
     overrides = SdsOverrides(
         socket=socket_path,
         gateway_socket=gateway_socket,

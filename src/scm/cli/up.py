@@ -6,17 +6,15 @@ import sys
 
 import click
 
-from scm.addresses import parse_host_port
 from scm.cli.context import CliContext, pass_cli
-from scm.sds.leafkeys import KEY_MODES, SOFTWARE
-from scm.sds.up import UpOptions, run_up
+from scm.cli.sds import KEY_MODES
 
 
 @click.command("up")
 @click.option(
     "--key-mode",
     type=click.Choice(KEY_MODES),
-    default=SOFTWARE,
+    default="software",
     show_default=True,
     help="software: stock Envoy serves TLS. hsm: show the Secret for a key kept in the token.",
 )
@@ -42,5 +40,8 @@ def up_command(
     from a production `scm sds serve`; the CA is created there on first use. One scm up
     per port. Stop with Ctrl-C or SIGTERM.
     """
+    from scm.addresses import parse_host_port
+    from scm.sds.up import UpOptions, run_up
+
     options = UpOptions(key_mode, port, parse_host_port(http, "--http"), cert_ttl, check)
     run_up(cli.settings, options, sys.stdout)

@@ -32,11 +32,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-# cryptography's only way to give a CSR attribute a tag other than UTF8String; it has kept this
-# keyword since version 37 and constraints.txt pins the version scm is tested with.
-from cryptography.x509.name import _ASN1Type
-
 from scm.attestation.evidence import NONCE_BYTES, generate_key_evidence
+from scm.pki import der
+from scm.pki.csr_writer import attribute
 from scm.pki.errors import CertificateRequestError
 
 SCM_OID_ARC = "2.25.278114823015075830226080193139522358778"
@@ -86,13 +84,13 @@ def collect_evidence(
     return CsrEvidence(generate_key_evidence(public_key, nonce, root, tsm_entry).quote, nonce)
 
 
-def add_evidence(
-    builder: x509.CertificateSigningRequestBuilder, evidence: CsrEvidence
-) -> x509.CertificateSigningRequestBuilder:
-    """``builder`` with the evidence attribute; the CSR's signature then covers it."""
-    return builder.add_attribute(
-        EVIDENCE_OID, evidence.to_attribute_value(), _tag=_ASN1Type.OctetString
-    )
+def evidence_attribute(evidence: CsrEvidence) -> bytes:
+    """The DER of the evidence attribute, for :func:`scm.pki.csr_writer.request_info`.
+
+    Its value is an OCTET STRING, which ``cryptography``'s CSR builder can only write through
+    a private keyword: scm writes the request info itself rather than depend on that.
+    """
+    return attribute(EVIDENCE_OID.dotted_string, der.octet_string(evidence.to_attribute_value()))
 
 
 def csr_evidence(csr: x509.CertificateSigningRequest) -> CsrEvidence | None:

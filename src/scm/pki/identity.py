@@ -8,7 +8,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from scm.pki.csr_evidence import CsrEvidence, add_evidence
+from scm.pki.csr_evidence import CsrEvidence, evidence_attribute
+from scm.pki.csr_writer import Extensions, request_info, sign_request
 from scm.pki.errors import CertificateRequestError
 from scm.pki.spiffe_id import SPIFFE_SCHEME, check_spiffe_id, check_trust_domain
 from scm.pki.svid import LEAF_EXTENDED_KEY_USAGE, leaf_key_usage
@@ -62,13 +63,17 @@ def build_csr(
     sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.spiffe_id)]
     sans += [x509.DNSName(name) for name in identity.dns_names]
     public_key = private_key.public_key()
-    builder = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([]))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=True)
-        .add_extension(leaf_key_usage(public_key), critical=True)
-        .add_extension(LEAF_EXTENDED_KEY_USAGE, critical=False)
-    )
+    subject = x509.Name([])
+    extensions: Extensions = [
+        (x509.SubjectAlternativeName(sans), True),
+        (leaf_key_usage(public_key), True),
+        (LEAF_EXTENDED_KEY_USAGE, False),
+    ]
     if evidence is not None:
-        builder = add_evidence(builder, evidence)
+        # An OCTET STRING attribute: written by scm.pki.csr_writer from public parts.
+        info = request_info(subject, public_key, extensions, [evidence_attribute(evidence)])
+        return sign_request(info, private_key, signature_hash(private_key))
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    for value, critical in extensions:
+        builder = builder.add_extension(value, critical=critical)
     return builder.sign(private_key, signature_hash(private_key))

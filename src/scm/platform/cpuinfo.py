@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class CpuInfo:
+class CpuInfo(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass (start-up)
     """The first processor's identity and flags as the kernel reports them."""
 
     vendor: str | None = None

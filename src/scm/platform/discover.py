@@ -8,14 +8,17 @@ diagnostics a person can act on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scm.errors import DiscoveryError, InputError
 from scm.platform.cpuid import CpuidFacts, read_cpuid
 from scm.platform.cpuinfo import CpuInfo, parse_cpuinfo
-from scm.platform.domcaps import DomainCaps, parse_domcaps
 from scm.platform.report import CpuSummary, EpcSection, HostReport, SgxReport, TdxReport
 from scm.platform.root import HostRoot
 from scm.platform.sysfs import SysfsFacts, read_sysfs
+
+if TYPE_CHECKING:  # the XML side loads only when domain capabilities are given
+    from scm.platform.domcaps import DomainCaps
 
 # A report a person reads: beyond this many diagnostics, the rest are only counted.
 MAX_DIAGNOSTICS = 40
@@ -36,6 +39,8 @@ def discover(root: Path | str = "/", domcaps_xml: str | None = None) -> HostRepo
     sysfs = read_sysfs(host)
     domcaps = None
     if domcaps_xml is not None:
+        from scm.platform.domcaps import parse_domcaps
+
         try:
             domcaps = parse_domcaps(domcaps_xml)
         except InputError as exc:

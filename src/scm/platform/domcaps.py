@@ -22,6 +22,8 @@ _UNIT_BYTES = {
 
 @dataclass(frozen=True)
 class DomcapsSection:
+    """One EPC section libvirt offers guests: its NUMA node and size."""
+
     node: int | None
     size_bytes: int
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scm.platform.domcaps import DomainCaps
+if TYPE_CHECKING:  # only `--domcaps`/`--libvirt-uri` load the XML side (start-up time)
+    from scm.platform.domcaps import DomainCaps
 
 SCHEMA = "scm.platform/v1"
 MIB = 1024 * 1024
@@ -27,6 +28,8 @@ class EpcSection:
 
 @dataclass(frozen=True)
 class CpuSummary:
+    """The CPU's identity as /proc/cpuinfo reports it."""
+
     vendor: str | None = None
     model_name: str | None = None
     family: int | None = None
@@ -67,6 +70,8 @@ class TdxReport:
 
 @dataclass(frozen=True)
 class HostReport:
+    """Everything discovery found about one host, and what to fix (``diagnostics``)."""
+
     root: str
     cpu: CpuSummary
     sgx: SgxReport

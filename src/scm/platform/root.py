@@ -17,29 +17,32 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from scm.errors import DiscoveryError
+from scm.files import directory_problem
 
 MAX_FILE_BYTES = 1 << 20  # far above any sysfs value or a many-core /proc/cpuinfo
 
 
-@dataclass
 class HostRoot:
-    """A directory whose ``proc``, ``sys`` and ``dev`` are a Linux host's."""
+    """A directory whose ``proc``, ``sys`` and ``dev`` are a Linux host's.
 
-    path: Path
-    problems: list[str] = field(default_factory=list)
-    sources_read: int = 0
+    ``problems`` collects what could not be read (they become diagnostics);
+    ``sources_read`` counts the files that could.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+        self.sources_read = 0
 
     @classmethod
     def open(cls, path: Path | str = "/") -> HostRoot:
         root = Path(path)
-        if not root.exists():
-            raise DiscoveryError(f"root directory {root} does not exist")
-        if not root.is_dir():
-            raise DiscoveryError(f"root {root} is not a directory")
+        problem = directory_problem(root, "host root")
+        if problem is not None:
+            raise DiscoveryError(problem)
         return cls(root)
 
     def resolve(self, linux_path: str) -> Path:

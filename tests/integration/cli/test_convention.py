@@ -58,6 +58,29 @@ def leaves() -> dict[str, click.Command]:
 COMMANDS = leaves()
 
 
+def groups() -> list[str]:
+    found = [""]
+
+    def walk(group: click.Group, path: list[str], ctx: click.Context) -> None:
+        for name in group.list_commands(ctx):
+            sub = group.get_command(ctx, name)
+            if isinstance(sub, click.Group):
+                found.append(" ".join([*path, name]))
+                walk(sub, [*path, name], click.Context(sub, parent=ctx, info_name=name))
+
+    walk(cli, [], click.Context(cli, info_name="scm"))
+    return found
+
+
+GROUPS = groups()
+# Commands that read a host's (or this TEE's) files below --root DIR.
+ROOTED = sorted(
+    name
+    for name, command in COMMANDS.items()
+    if any(isinstance(p, click.Option) and "--root" in p.opts for p in command.params)
+)
+
+
 def run(argv: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exited:
         main(argv)
@@ -88,6 +111,34 @@ def test_usage_errors_exit_64_with_one_line_on_stderr(name, monkeypatch, capsys)
     assert out == ""
     assert err.startswith("scm: error: ") and len(err.splitlines()) == 1
     assert f"'scm {name} --help'" in err
+
+
+@pytest.mark.parametrize("name", GROUPS, ids=lambda name: name or "scm")
+def test_a_bare_group_prints_its_help_and_exits_0(name, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("SCM_CONFIG", "/nonexistent/scm.toml")
+    words = name.split()
+    code, out, err = run(words, monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    assert out == run([*words, "--help"], monkeypatch, capsys)[1]
+
+
+def test_rooted_commands_are_found() -> None:
+    expected = {"inspect", "openstack check-host", "kube device-plugin", "kube node-agent"}
+    assert expected | {"attest quote", "ca csr", "console"} == set(ROOTED)
+
+
+@pytest.mark.parametrize("name", ROOTED)
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_root_is_checked_once_with_one_message(name, kind, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("SCM_CONFIG", raising=False)
+    monkeypatch.setenv("SCM_STATE_DIR", str(tmp_path / "state"))
+    root = tmp_path / "root"
+    if kind == "file":
+        root.write_text("not a directory\n")
+    code, out, err = run([*name.split(), "--root", str(root)], monkeypatch, capsys)
+    problem = "does not exist" if kind == "missing" else "is not a directory"
+    assert (code, out) == (66, "")
+    assert err == f"scm: error: host root {root} {problem}\n"
 
 
 @pytest.mark.parametrize("name", sorted(DATA))

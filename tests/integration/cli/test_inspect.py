@@ -64,7 +64,7 @@ def test_domcaps_file(host_root):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["inspect", "--root", "/does/not/exist"], "root directory /does/not/exist does not exist"),
+        (["inspect", "--root", "/does/not/exist"], "host root /does/not/exist does not exist"),
         (["inspect", "--domcaps", "/does/not/exist.xml"], "does not exist"),
         (["inspect", "--output", "/does/not/exist/file"], "directory /does/not/exist does not"),
         (["--config", "/does/not/exist.toml", "inspect"], "config file"),

@@ -28,7 +28,7 @@ def scm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("kube", "device-plugin", "--root", "/does/not/exist"), "is not a directory"),
+        (("kube", "device-plugin", "--root", "/does/not/exist"), "does not exist"),
         (
             ("kube", "node-agent", "--root", "/", "--epc-registration", "node-status"),
             "needs the node's name: set --node-name or SCM_KUBE_NODE_NAME",

@@ -1,0 +1,41 @@
+"""``--root DIR``: a directory standing for a host's ``/``, checked the same way everywhere.
+
+``inspect``, ``openstack check-host``, the ``kube`` servers, ``attest quote``, ``ca csr``
+and ``console`` all read a host's files below ``--root``; one option type gives them one
+check and one message (exit 66 when it is missing or not a directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from scm.errors import NotFoundError
+from scm.files import directory_problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _checked_root(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    if value is None or ctx.resilient_parsing:
+        return value
+    problem = directory_problem(value, "host root")
+    if problem is not None:
+        raise NotFoundError(problem)
+    return value
+
+
+def root_option(help: str, default: Path | None = Path("/")) -> Callable[[F], F]:
+    """``--root DIR`` with ``help``; ``default`` None leaves it to the command's settings."""
+    return click.option(
+        "--root",
+        type=click.Path(path_type=Path),
+        metavar="DIR",
+        default=default,
+        show_default=default is not None,
+        callback=_checked_root,
+        help=help,
+    )
