@@ -75,13 +75,6 @@ def in_process_status(document: Callable[[], dict[str, Any]]) -> StatusSource:
     return read
 
 
-def in_process_metrics(exposition: Callable[[], bytes]) -> MetricsSource:
-    async def read() -> str:
-        return exposition().decode()
-
-    return read
-
-
 def remote_status(base_url: str) -> StatusSource:
     """A status source reading a running SDS server's ``/status`` over HTTP (bounded)."""
     url = _base(base_url) + "/status"
