@@ -17,7 +17,7 @@ from scm.image.tools import run
 
 GUEST_VENV = "/opt/scm"
 # What `scm inspect` and `scm attest` need; the guest gets nothing heavier.
-GUEST_REQUIREMENTS = ("click", "cryptography")
+GUEST_REQUIREMENTS = ("click", "cryptography", "msgspec")
 DEFAULT_USER = "debian"
 
 
