@@ -32,6 +32,7 @@ from scm.sds.admission import (
 )
 from scm.sds.listeners import owner_only_umask, prepare_socket_path
 from scm.sds.refusal import refuse_connection
+from scm.sds.relay import relay
 
 log = logging.getLogger(__name__)
 
@@ -169,36 +170,11 @@ class PeerGate:
     async def _relay(self, connection: socket.socket, uid: int) -> None:
         assert self.backend is not None
         try:
-            reader, writer = await asyncio.open_unix_connection(sock=connection)
-            try:
-                upstream_reader, upstream_writer = await asyncio.open_unix_connection(
-                    str(self.backend)
-                )
-            except OSError as exc:
-                log.warning("cannot reach the SDS server's private socket: %s", exc.strerror)
-                writer.close()
-                return
-            await asyncio.gather(
-                pipe(reader, upstream_writer),
-                pipe(upstream_reader, writer),
-                return_exceptions=True,
-            )
-        except (OSError, asyncio.CancelledError):
-            # a reset, or the server shutting down: this connection ends with it
-            connection.close()
-        finally:
-            self.counts.closed(uid)
-
-
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy bytes from ``reader`` to ``writer`` until EOF, then close ``writer``."""
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        with contextlib.suppress(OSError, RuntimeError):
-            writer.close()
+            await relay(connection, self.backend, lambda: self.counts.closed(uid))
+        except OSError as exc:  # closed and counted already by relay()
+            log.warning("cannot reach the SDS server's private socket: %s", exc.strerror)
+        except asyncio.CancelledError:  # the server shutting down: the connection ends with it
+            pass
 
 
 async def open_gate(gate: PeerGate, public: Path, undo: contextlib.AsyncExitStack) -> None:

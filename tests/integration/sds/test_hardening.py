@@ -18,7 +18,6 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 from scm.sds import DEFAULT, SdsServer, SecretRenderer, SecretStore, ServerOptions
 from scm.sds.admission import AdmissionLimits
 from scm.sds.listeners import UnixListener
-from scm.sds.peergate import pipe
 from scm.sds.service import Limits
 from tests.certs import TestCA
 from tests.integration.sds.client import metric, read, request, secrets_of, serving, until
@@ -48,6 +47,17 @@ def connect_as(uid: int, path: Path) -> socket.socket:
     os.waitpid(pid, 0)
     assert fds, f"uid {uid} could not connect to {path}"
     return socket.socket(fileno=fds[0])
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy bytes from ``reader`` to ``writer`` until EOF, then close ``writer``."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        with contextlib.suppress(OSError, RuntimeError):
+            writer.close()
 
 
 @contextlib.asynccontextmanager
