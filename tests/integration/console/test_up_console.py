@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from scm.config import load_settings
@@ -40,6 +41,17 @@ def scm_up(state_dir: Path, request: pytest.FixtureRequest) -> Iterator[str]:
             process.communicate()
 
 
+def text_of(browser: webdriver.Chrome, selector: str) -> str:
+    """The text of the element at ``selector``, found again if the page's live update
+    replaced it between finding and reading (it swaps the fragment every second)."""
+    for _ in range(4):
+        try:
+            return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+        except StaleElementReferenceException:
+            continue
+    return str(browser.find_element(By.CSS_SELECTOR, selector).text)
+
+
 def test_scm_up_prints_the_console_url_and_the_page_shows_the_running_identity(
     scm_up: str, browser: webdriver.Chrome
 ) -> None:
@@ -49,10 +61,10 @@ def test_scm_up_prints_the_console_url_and_the_page_shows_the_running_identity(
     serial = re.search(r"serial ([0-9a-f]+)", scm_up)
     assert identity and serial
     browser.get(match.group(1) + "identities")
-    secret = browser.find_element(By.CSS_SELECTOR, 'article.secret[data-name="default"]')
-    assert secret.find_element(By.CSS_SELECTOR, ".spiffe-id").text == identity.group(1)
-    assert secret.find_element(By.CSS_SELECTOR, ".serial").text == serial.group(1)
-    assert "scm-up" in browser.find_element(By.ID, "envoys").text  # Envoy's node id
+    secret = 'article.secret[data-name="default"]'
+    assert text_of(browser, f"{secret} .spiffe-id") == identity.group(1)
+    assert text_of(browser, f"{secret} .serial") == serial.group(1)
+    assert "scm-up" in text_of(browser, "#envoys")  # Envoy's node id
 
 
 @pytest.mark.parametrize("scm_up", ["hsm"], indirect=True)
@@ -72,8 +84,8 @@ def test_hsm_mode_shows_envoys_nack_and_never_the_pins_the_secret_carries(
         what="Envoy's NACK on the page",
     )
     assert "hsm:" not in envoys  # (the key location is shown on the secret, not here)
-    key = browser.find_element(By.CSS_SELECTOR, 'article.secret[data-name="default"] .key-location')
-    assert key.text.startswith("in the token")
+    key = text_of(browser, 'article.secret[data-name="default"] .key-location')
+    assert key.startswith("in the token")
     # In hsm mode the SDS Secret itself carries the token PINs: none may reach the console.
     # scm up keeps its own token under <state dir>/up
     up_state = str(state_dir / "up")
