@@ -10,7 +10,6 @@ certificate expiry) pass through unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -61,12 +60,3 @@ def summed_registry(sources: Callable[[], Iterable[list[Family]]]) -> CollectorR
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SummedCollector(sources))
     return registry
-
-
-def sample_value(families: Iterable[Family], name: str, **labels: Any) -> float:
-    """One sample's value in ``families`` (0.0 when absent)."""
-    for _, _, _, samples in families:
-        for sample_name, sample_labels, value in samples:
-            if sample_name == name and sample_labels == labels:
-                return value
-    return 0.0

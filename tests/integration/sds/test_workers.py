@@ -31,7 +31,6 @@ from scm.sds import DEFAULT, ROOTCA, SdsServer, SecretRenderer, SecretStore, Ser
 from scm.sds.admission import AdmissionLimits
 from scm.sds.leafkeys import SOFTWARE
 from scm.sds.listeners import TlsListener, UnixListener
-from scm.sds.metricsum import sample_value
 from scm.sds.proxy import EnvoyProcess, bootstrap, sds_tls_socket
 from scm.sds.workers import WorkerPool
 from tests.certs import TestCA, cert_pem, key_pem
@@ -64,9 +63,14 @@ def pool_metric(sds: ServerThread, name: str, **labels: str) -> float:
 
 
 def worker_metric(sds: ServerThread, index: int, name: str, **labels: str) -> float:
+    """One worker's own figure for a metric (0.0 when it has none)."""
     pool = pool_of(sds)
     sds.run(pool.refresh(with_streams=False))
-    return sample_value(pool.workers[index].metrics, name, **labels)
+    for _, _, _, samples in pool.workers[index].metrics:
+        for sample_name, sample_labels, value in samples:
+            if sample_name == name and sample_labels == labels:
+                return value
+    return 0.0
 
 
 class Streams:
