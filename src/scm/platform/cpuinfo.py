@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from scm.record import Record
 
 
-class CpuInfo(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass (start-up)
+class CpuInfo(Record):
     """The first processor's identity and flags as the kernel reports them."""
 
     vendor: str | None = None

@@ -6,9 +6,9 @@ Kubernetes and OpenStack parts consume this model; none of them reads sysfs itse
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from scm.record import Record
 
 if TYPE_CHECKING:  # only `--domcaps`/`--libvirt-uri` load the XML side (start-up time)
     from scm.platform.domcaps import DomainCaps
@@ -17,8 +17,7 @@ SCHEMA = "scm.platform/v1"
 MIB = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class EpcSection:
+class EpcSection(Record):
     """One EPC section: its size, the NUMA node it belongs to and its physical base."""
 
     size_bytes: int
@@ -26,8 +25,7 @@ class EpcSection:
     base: int | None = None
 
 
-@dataclass(frozen=True)
-class CpuSummary:
+class CpuSummary(Record):
     """The CPU's identity as /proc/cpuinfo reports it."""
 
     vendor: str | None = None
@@ -37,8 +35,7 @@ class CpuSummary:
     stepping: int | None = None
 
 
-@dataclass(frozen=True)
-class SgxReport:
+class SgxReport(Record):
     """SGX on this host. ``enabled`` means enclaves can run: EPC > 0 and /dev/sgx_enclave."""
 
     supported: bool | None = None
@@ -58,8 +55,7 @@ class SgxReport:
         return (self.epc_total_bytes or 0) // MIB
 
 
-@dataclass(frozen=True)
-class TdxReport:
+class TdxReport(Record):
     """TDX on this host: as a KVM host for trust domains, or as a trust domain itself."""
 
     host_enabled: bool | None = None
@@ -68,8 +64,7 @@ class TdxReport:
     quote_interface: str | None = None
 
 
-@dataclass(frozen=True)
-class HostReport:
+class HostReport(Record):
     """Everything discovery found about one host, and what to fix (``diagnostics``)."""
 
     root: str
@@ -87,19 +82,24 @@ class HostReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (schema ``scm.platform/v1``): plain types, keys in a stable order."""
-        sgx = dataclasses.asdict(self.sgx)
+        sgx = self.sgx.as_dict()
         sgx["epc_sections"] = [
-            {k: v for k, v in section.items() if v is not None or k == "node"}
-            for section in sgx["epc_sections"]
+            {k: v for k, v in section.as_dict().items() if v is not None or k == "node"}
+            for section in self.sgx.epc_sections
         ]
         sgx["devices"] = list(self.sgx.devices)
+        libvirt = None
+        if self.libvirt is not None:
+            import dataclasses  # loaded already with DomainCaps, the one dataclass in a report
+
+            libvirt = dataclasses.asdict(self.libvirt)
         data: dict[str, Any] = {
             "schema": self.schema,
             "root": self.root,
-            "cpu": dataclasses.asdict(self.cpu),
+            "cpu": self.cpu.as_dict(),
             "sgx": sgx,
-            "tdx": dataclasses.asdict(self.tdx),
-            "libvirt": dataclasses.asdict(self.libvirt) if self.libvirt else None,
+            "tdx": self.tdx.as_dict(),
+            "libvirt": libvirt,
             "diagnostics": list(self.diagnostics),
         }
         return data
