@@ -1,11 +1,17 @@
 """Small file-system helpers shared by every domain."""
 
+from __future__ import annotations
+
+import contextlib
 import errno
 import os
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scm.errors import ConfigError, InputError, NotFoundError, ScmError
+
+if TYPE_CHECKING:  # annotations only: `scm inspect` never loads pathlib (start-up time)
+    from pathlib import Path
 
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -34,7 +40,8 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
         raise
     fsync_directory(directory)
 
@@ -65,12 +72,12 @@ def storage_error(exc: OSError, where: Path | None = None) -> ScmError | None:
     return None
 
 
-def directory_problem(path: Path, what: str) -> str | None:
+def directory_problem(path: os.PathLike[str] | str, what: str) -> str | None:
     """Why ``path`` cannot serve as the directory ``what``, or None when it can."""
-    if not path.exists():
-        return f"{what} {path} does not exist"
-    if not path.is_dir():
-        return f"{what} {path} is not a directory"
+    if not os.path.exists(path):
+        return f"{what} {os.fspath(path)} does not exist"
+    if not os.path.isdir(path):
+        return f"{what} {os.fspath(path)} is not a directory"
     return None
 
 

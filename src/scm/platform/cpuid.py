@@ -10,12 +10,13 @@ Only what SGX and TDX discovery needs is decoded.
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import struct
-from typing import NamedTuple
 
 from scm.platform.root import HostRoot
+from scm.record import Record
 
 CPUID_DEVICE = "/dev/cpu/0/cpuid"
 LEAF_FEATURES = 0x7
@@ -24,17 +25,15 @@ LEAF_TDX_GUEST = 0x21
 TDX_GUEST_SIGNATURE = b"IntelTDX    "
 MAX_EPC_SUBLEAVES = 32  # far above any real part; bounds a garbage dump
 MAX_LINE_PROBLEMS = 3  # bad dump lines named one by one; the rest are counted
-_DUMP_LINE = re.compile(
+# Compiled where a dump is parsed (re caches it): most hosts have the device, not a dump,
+# and compiling costs `scm inspect` most of a millisecond.
+_DUMP_LINE = (
     r"^\s*(0x[0-9a-f]+)\s+(0x[0-9a-f]+):\s+eax=(0x[0-9a-f]+)\s+ebx=(0x[0-9a-f]+)"
-    r"\s+ecx=(0x[0-9a-f]+)\s+edx=(0x[0-9a-f]+)\s*$",
-    re.IGNORECASE,
+    r"\s+ecx=(0x[0-9a-f]+)\s+edx=(0x[0-9a-f]+)\s*$"
 )
 
 
-# The records below are NamedTuples rather than dataclasses: they never leave discovery,
-# and a frozen dataclass costs about a millisecond to define, a tenth of `scm inspect`'s
-# own start-up.
-class Registers(NamedTuple):
+class Registers(Record):
     """One CPUID answer: the four 32-bit registers."""
 
     eax: int
@@ -43,14 +42,14 @@ class Registers(NamedTuple):
     edx: int
 
 
-class CpuidEpcSection(NamedTuple):
+class CpuidEpcSection(Record):
     """An EPC section as CPUID leaf 0x12 enumerates it (physical base and size)."""
 
     base: int
     size_bytes: int
 
 
-class CpuidFacts(NamedTuple):
+class CpuidFacts(Record):
     """What CPUID says about SGX and TDX; None where the leaf was not available."""
 
     sgx: bool | None = None
@@ -75,7 +74,7 @@ class CpuidReader:
         if not self._root.exists(self._device):
             return False
         try:
-            mode = self._root.resolve(self._device).stat().st_mode
+            mode = os.stat(self._root.resolve(self._device)).st_mode
         except OSError:
             return True  # let the read report why
         if stat.S_ISREG(mode):
@@ -106,6 +105,7 @@ def parse_cpuid_dump(text: str, name: str, problems: list[str]) -> dict[tuple[in
     """Parse the first CPU of ``cpuid -1 -r`` output: ``0x00000007 0x00: eax=... edx=...``."""
     leaves: dict[tuple[int, int], Registers] = {}
     bad_lines = 0
+    dump_line = re.compile(_DUMP_LINE, re.IGNORECASE)
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -114,7 +114,7 @@ def parse_cpuid_dump(text: str, name: str, problems: list[str]) -> dict[tuple[in
             if leaves:
                 break  # the first CPU is enough
             continue
-        match = _DUMP_LINE.match(stripped)
+        match = dump_line.match(stripped)
         if match is None:
             bad_lines += 1
             if bad_lines <= MAX_LINE_PROBLEMS:

@@ -7,7 +7,6 @@ diagnostics a person can act on.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scm.errors import DiscoveryError, InputError
@@ -18,6 +17,8 @@ from scm.platform.root import HostRoot
 from scm.platform.sysfs import SysfsFacts, read_sysfs
 
 if TYPE_CHECKING:  # the XML side loads only when domain capabilities are given
+    from pathlib import Path
+
     from scm.platform.domcaps import DomainCaps
 
 # A report a person reads: beyond this many diagnostics, the rest are only counted.

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from typing import NamedTuple
-
 from scm.platform.root import HostRoot
+from scm.record import Record
 
-NODE_EPC_GLOB = "sys/devices/system/node/node*/x86/sgx_total_bytes"
+NODE_DIR = "/sys/devices/system/node"
+NODE_EPC = "x86/sgx_total_bytes"  # below each NUMA node's nodeN directory
 MISC_CAPACITY = "/sys/fs/cgroup/misc.capacity"
 KVM_INTEL = "/sys/module/kvm_intel"
 SGX_DEVICES = ("/dev/sgx_enclave", "/dev/sgx_provision", "/dev/sgx_vepc")
@@ -16,13 +15,12 @@ TDX_GUEST_DEVICE = "/dev/tdx_guest"
 TSM_REPORT_DIR = "/sys/kernel/config/tsm/report"
 CONFIGFS_DIR = "/sys/kernel/config"
 
-_NODE_RE = re.compile(r"/node(\d+)/")
 # Physical addresses have at most 52 bits: no EPC, and no misc count, can be larger.
 MAX_SANE_COUNT = 1 << 52
 MAX_NODES = 1024
 
 
-class SysfsFacts(NamedTuple):  # a NamedTuple: cheaper to define than a dataclass (start-up)
+class SysfsFacts(Record):
     """What sysfs, the misc cgroup, module parameters and /dev say about SGX and TDX."""
 
     epc_by_node: dict[int, int]
@@ -39,19 +37,23 @@ class SysfsFacts(NamedTuple):  # a NamedTuple: cheaper to define than a dataclas
 
 def read_sysfs(root: HostRoot) -> SysfsFacts:
     epc_by_node = {}
-    paths = root.glob(NODE_EPC_GLOB)
-    if len(paths) > MAX_NODES:
+    nodes = [
+        (int(name[4:]), path)
+        for name in root.entries(NODE_DIR)
+        if name.startswith("node") and name[4:].isascii() and name[4:].isdigit()
+        if root.exists(path := f"{NODE_DIR}/{name}/{NODE_EPC}")
+    ]
+    if len(nodes) > MAX_NODES:
         # Linux allows at most 1024 NUMA nodes (MAX_NUMNODES): the rest is not a real sysfs.
         root.problems.append(
-            f"{len(paths)} NUMA nodes report EPC, more than Linux's {MAX_NODES}: "
+            f"{len(nodes)} NUMA nodes report EPC, more than Linux's {MAX_NODES}: "
             f"only the first {MAX_NODES} are read"
         )
-        paths = paths[:MAX_NODES]
-    for path in paths:
-        match = _NODE_RE.search(path)
+        nodes = nodes[:MAX_NODES]
+    for node, path in nodes:
         value = root.read_int(path, MAX_SANE_COUNT)
-        if match and value is not None:
-            epc_by_node[int(match.group(1))] = value
+        if value is not None:
+            epc_by_node[node] = value
     kvm_loaded = root.exists(KVM_INTEL)
     return SysfsFacts(
         epc_by_node=epc_by_node,
@@ -62,8 +64,8 @@ def read_sysfs(root: HostRoot) -> SysfsFacts:
         sgx_devices=tuple(d for d in SGX_DEVICES if root.exists(d)),
         legacy_sgx_devices=tuple(d for d in LEGACY_SGX_DEVICES if root.exists(d)),
         tdx_guest_device=root.exists(TDX_GUEST_DEVICE),
-        tsm_report=root.resolve(TSM_REPORT_DIR).is_dir(),
-        configfs_mounted=any(root.resolve(CONFIGFS_DIR).glob("*")),
+        tsm_report=root.is_dir(TSM_REPORT_DIR),
+        configfs_mounted=bool(root.entries(CONFIGFS_DIR)),
     )
 
 
