@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from scm.cli.context import CliContext, pass_cli
+from scm.cli.paths import PathParam
 from scm.cli.roots import root_option
 from scm.files import read_input, write_output
 
@@ -28,7 +29,7 @@ def attest_group() -> None:
 
 
 @attest_group.command("show")
-@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("quote_file", type=PathParam(dir_okay=False))
 @click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
 def show_command(quote_file: Path, output_format: str) -> None:
     """Print the fields of a quote (nothing is verified)."""
@@ -45,11 +46,11 @@ def show_command(quote_file: Path, output_format: str) -> None:
 
 
 @attest_group.command("verify")
-@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("quote_file", type=PathParam(dir_okay=False))
 @click.option(
     "--collateral",
     "collateral_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="Collateral bundle (QuoteCollateralV3 JSON, as `scm attest collateral fetch` writes).",
 )
 @click.option(
@@ -65,7 +66,7 @@ def show_command(quote_file: Path, output_format: str) -> None:
 @click.option(
     "--policy",
     "policy_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="Appraisal policy (TOML); default: UpToDate or SWHardeningNeeded, no debug.",
 )
 @click.option("--format", "output_format", type=FORMATS, default="text", show_default=True)
@@ -109,10 +110,10 @@ tee_root_option = root_option("Find configfs-tsm or /dev/attestation below this 
 @tee_root_option
 @click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="Write the quote here atomically (default: standard output, binary).",
 )
-def quote_command(report_data: str, root: Path, output: Path | None) -> None:
+def quote_command(report_data: str, root: str, output: Path | None) -> None:
     """Generate a quote in this TDX guest or Gramine SGX enclave."""
     try:
         data = bytes.fromhex(report_data)
@@ -120,7 +121,7 @@ def quote_command(report_data: str, root: Path, output: Path | None) -> None:
         raise click.BadParameter("not hex", param_hint="--report-data") from None
     from scm.attestation.evidence import generate_quote
 
-    evidence = generate_quote(data, root)
+    evidence = generate_quote(data, Path(root))
     if output is None:
         sys.stdout.buffer.write(evidence.quote)
     else:
@@ -133,11 +134,11 @@ def collateral_group() -> None:
 
 
 @collateral_group.command("fetch")
-@click.argument("quote_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("quote_file", type=PathParam(dir_okay=False))
 @click.option("--pccs-url", help="PCCS or PCS base URL (default: [attestation] pccs_url).")
 @click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     required=True,
     help="Write the bundle (QuoteCollateralV3 JSON) here, atomically.",
 )

@@ -10,6 +10,7 @@ from scm.cli.attest import tee_root_option
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.keys import KEY_TYPES, keystore
 from scm.cli.output import deprecated, emit, format_option
+from scm.cli.paths import PathParam
 from scm.files import read_input, write_output
 
 # The PKI and key domains (cryptography, python-pkcs11) load inside each command, so that
@@ -26,12 +27,12 @@ def ca_group() -> None:
 @click.option("--key-type", type=click.Choice(KEY_TYPES), help="Default: ca.key_type.")
 @click.option(
     "--parent-cert",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="Make an intermediate under this CA certificate (PEM chain).",
 )
 @click.option(
     "--parent-key",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="The parent CA's PEM key: used once in memory, never stored.",
 )
 @format_option()
@@ -121,14 +122,14 @@ def show_command(cli: CliContext, output_format: str, pem: bool) -> None:
 @click.option(
     "--csr",
     "csr_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     required=True,
     help="PEM certificate signing request.",
 )
 @click.option("--ttl", default="24h", show_default=True, help="Lifetime: 90s, 15m, 24h, 30d.")
 @click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="Write the chain to this file instead of standard output.",
 )
 @pass_cli
@@ -162,7 +163,7 @@ def issue_command(cli: CliContext, csr_file: Path, ttl: str, output: Path | None
 @tee_root_option
 @click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="Write the PEM CSR to this file instead of standard output.",
 )
 @pass_cli
@@ -174,7 +175,7 @@ def csr_command(
     trust_domain: str | None,
     dns_names: tuple[str, ...],
     attest: bool,
-    root: Path,
+    root: str,
     output: Path | None,
 ) -> None:
     """A CSR for the SPIFFE identity of a workload, signed by the token key LABEL."""
@@ -190,7 +191,7 @@ def csr_command(
     )
     with keystore(cli) as store:
         signer = store.signer(label)
-        evidence = collect_evidence(signer.public_key(), root) if attest else None
+        evidence = collect_evidence(signer.public_key(), Path(root)) if attest else None
         pem = csr_to_pem(build_csr(identity, signer, evidence))
     if output is None:
         click.echo(pem.decode(), nl=False)

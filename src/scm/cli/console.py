@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import click
 
 from scm.cli.context import CliContext, pass_cli
+from scm.cli.paths import PathParam
 from scm.cli.roots import root_option
 from scm.errors import NotFoundError
 
 if TYPE_CHECKING:  # the console's server stack loads when it runs, not for --help
     from scm.attestation.pccs import PccsClient
 
-FILE = click.Path(path_type=Path, dir_okay=False)
+FILE = PathParam(dir_okay=False)
 
 
 @click.command("console")
@@ -39,7 +40,7 @@ FILE = click.Path(path_type=Path, dir_okay=False)
 def console_command(
     cli: CliContext,
     listen: str | None,
-    root: Path | None,
+    root: str | None,
     sds_url: str | None,
     collateral: Path | None,
     pccs_url: str | None,
@@ -82,7 +83,7 @@ def console_command(
     policy = policy_file or settings.policy
     pccs = pccs_url or settings.pccs_url
     sources = ConsoleSources(
-        host_root=root or settings.root,
+        host_root=Path(root) if root else settings.root,
         status=remote_status(sds) if sds else None,
         metrics=remote_metrics(sds) if sds else None,
         collateral=bundle,

@@ -8,6 +8,7 @@ import click
 
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.output import emit, format_option
+from scm.cli.paths import PathParam
 from scm.errors import ConfigError
 from scm.image.errors import ImageSpecError
 from scm.image.properties import DEFAULT_SGX_EPC_MB
@@ -26,10 +27,10 @@ def image_group() -> None:
 @click.option("--release", type=click.Choice(sorted(RELEASES)), default="bookworm",
               show_default=True)  # fmt: skip
 @click.option("--size", default="4G", show_default=True, help="Disk size, e.g. 4G.")
-@click.option("--output", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--output", type=PathParam(dir_okay=False),
               default=Path("guest.qcow2"), show_default=True)  # fmt: skip
 @click.option("--user", help="A login user baked into the image (needs --ssh-key).")
-@click.option("--ssh-key", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--ssh-key", type=PathParam(dir_okay=False),
               help="The user's OpenSSH public key file.")  # fmt: skip
 @click.option("--packages", multiple=True, help="Extra Debian packages (repeat or comma-separate).")
 @click.option("--mirror", help="Debian archive URL (default: the one this host's apt uses).")
@@ -61,7 +62,7 @@ def build_command(
 
 
 @image_group.command("check")
-@click.argument("image", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("image", type=PathParam(dir_okay=False))
 @click.option("--tee", type=click.Choice(TEES), default="tdx", show_default=True)
 @format_option()
 def check_command(image: Path, tee: str, output_format: str) -> None:

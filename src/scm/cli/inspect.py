@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from scm.cli.paths import PathParam
 from scm.cli.roots import root_option
 from scm.files import write_output
 from scm.platform import RENDERERS, discover
+
+if TYPE_CHECKING:  # annotations only: `scm inspect` never loads pathlib
+    from pathlib import Path
 
 
 @click.command("inspect")
@@ -22,17 +26,17 @@ from scm.platform import RENDERERS, discover
 )
 @click.option(
     "--domcaps",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="libvirt domain capabilities XML (virsh domcapabilities).",
 )
 @click.option("--libvirt-uri", help="Read domain capabilities from this libvirt connection.")
 @click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="Write to this file atomically instead of standard output.",
 )
 def inspect_command(
-    root: Path,
+    root: str,
     output_format: str,
     domcaps: Path | None,
     libvirt_uri: str | None,

@@ -11,6 +11,7 @@ import click
 
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.output import emit, format_option
+from scm.cli.paths import PathParam
 from scm.files import read_input
 
 if TYPE_CHECKING:
@@ -119,14 +120,14 @@ def list_command(cli: CliContext, output_format: str) -> None:
 @click.option(
     "--key",
     "key_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     required=True,
     help="Unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1).",
 )
 @click.option(
     "--cert",
     "cert_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="PEM certificate chain for the key, leaf first.",
 )
 @format_option()

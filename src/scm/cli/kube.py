@@ -10,6 +10,7 @@ import click
 from scm.cli.context import CliContext, pass_cli
 from scm.cli.listen import HOST_PORT
 from scm.cli.output import deprecated
+from scm.cli.paths import PathParam
 from scm.cli.roots import root_option as host_root_option
 from scm.errors import ConfigError
 
@@ -23,7 +24,7 @@ EPC_REGISTRATIONS = ("nfd", "node-status")
 root_option = host_root_option("Read the host's /proc, /sys and /dev below this directory.")
 kubelet_dir_option = click.option(
     "--kubelet-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathParam(file_okay=False),
     help="The kubelet's device-plugin directory (default: [kube] kubelet_dir).",
 )
 
@@ -37,14 +38,16 @@ def kube_group() -> None:
 @root_option
 @kubelet_dir_option
 @pass_cli
-def device_plugin_command(cli: CliContext, root: Path, kubelet_dir: Path | None) -> None:
+def device_plugin_command(cli: CliContext, root: str, kubelet_dir: Path | None) -> None:
     """Serve sgx.intel.com/enclave, sgx.intel.com/provision and tdx.intel.com/keys."""
     from scm.kube.manager import DevicePluginManager
     from scm.kube.service import run_until_signalled
     from scm.kube.settings import KubeSettings
 
     settings = cli.settings.section("kube", KubeSettings)
-    manager = DevicePluginManager(root, kubelet_dir or settings.kubelet_dir, settings.sgx_shares)
+    manager = DevicePluginManager(
+        Path(root), kubelet_dir or settings.kubelet_dir, settings.sgx_shares
+    )
 
     async def serve(stop: asyncio.Event) -> None:
         await manager.run(stop, settings.poll_interval)
@@ -62,14 +65,14 @@ def device_plugin_command(cli: CliContext, root: Path, kubelet_dir: Path | None)
 )
 @click.option(
     "--features-file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="The NFD features.d file to keep current (default: [kube] features_file).",
 )
 @click.option("--node-name", help="This node's name (default: [kube] node_name).")
 @pass_cli
 def node_agent_command(
     cli: CliContext,
-    root: Path,
+    root: str,
     kubelet_dir: Path | None,
     epc_registration: str | None,
     features_file: Path | None,
@@ -84,7 +87,9 @@ def node_agent_command(
     from scm.kube.settings import KubeSettings
 
     settings = cli.settings.section("kube", KubeSettings)
-    manager = DevicePluginManager(root, kubelet_dir or settings.kubelet_dir, settings.sgx_shares)
+    manager = DevicePluginManager(
+        Path(root), kubelet_dir or settings.kubelet_dir, settings.sgx_shares
+    )
     mode = epc_registration or settings.epc_registration
     if mode not in EPC_REGISTRATIONS:
         raise ConfigError(f"kube.epc_registration must be one of {', '.join(EPC_REGISTRATIONS)}")
@@ -102,8 +107,8 @@ def node_agent_command(
 
 
 @kube_group.command("webhook")
-@click.option("--tls-cert", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--tls-key", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--tls-cert", type=PathParam(dir_okay=False), required=True)
+@click.option("--tls-key", type=PathParam(dir_okay=False), required=True)
 @click.option(
     "--listen",
     type=HOST_PORT,

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from scm.cli.output import emit, format_option
+from scm.cli.paths import PathParam
 from scm.cli.roots import root_option
 from scm.errors import RefusedError
 from scm.openstack import check_host as readiness
@@ -22,7 +23,7 @@ def openstack_group() -> None:
 
 @openstack_group.command("check-host")
 @root_option("Read /proc, /sys and /dev below this directory.")
-@click.option("--domcaps", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--domcaps", type=PathParam(dir_okay=False))
 @click.option("--libvirt-uri", help="Read versions and domain capabilities from libvirt.")
 @click.option("--libvirt-version", help="libvirt version, e.g. 9.0.0.")
 @click.option("--qemu-version", help="QEMU version, e.g. 7.2.0.")
@@ -34,7 +35,7 @@ def openstack_group() -> None:
     help="Exit non-zero unless the host is ready for these guests.",
 )
 def check_host_command(
-    root: Path,
+    root: str,
     domcaps: Path | None,
     libvirt_uri: str | None,
     libvirt_version: str | None,

@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from scm.cli.context import CliContext, pass_cli
+from scm.cli.paths import PathParam
 
 # scm.sds.leafkeys.KEY_MODES and scm.sds.keyprovider.PIN_SOURCES, written out so that
 # `--help` need not load the SDS server (a test checks they are the same).
 KEY_MODES = ("hsm", "software")
 PIN_SOURCES = ("secret", "envoy")
 
-FILE = click.Path(path_type=Path, dir_okay=False)
+FILE = PathParam(dir_okay=False)
 
 
 @click.group("sds")
