@@ -2,7 +2,8 @@
 
 Later sources win: a value in the TOML file overrides the default, an environment
 variable overrides both, and explicit command-line options override everything (the
-CLI passes them as ``overrides``).
+CLI passes them as ``overrides``). Reading and checking those sources is
+:mod:`scm.settings_sources`; this module builds the typed settings from them.
 
 Top-level settings live on :class:`Settings`. Each domain declares its own table as a
 frozen dataclass and reads it with :meth:`Settings.section`, so this module never has
@@ -27,27 +28,18 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from scm.errors import ConfigError
+from scm.settings_sources import ENV_PREFIX, KNOWN_TABLES, LOG_LEVELS, read_sources, toml_type
+
+__all__ = [
+    "ENV_PREFIX",
+    "KNOWN_TABLES",
+    "LOG_LEVELS",
+    "Settings",
+    "default_state_dir",
+    "load_settings",
+]
 
 T = TypeVar("T")
-
-ENV_PREFIX = "SCM_"
-LOG_LEVELS = ("debug", "info", "warning", "error")
-# Every [table] a domain reads with Settings.section (tests/unit/test_config.py checks
-# the sources against this list). A table not named here is a typo and an error.
-KNOWN_TABLES = frozenset(
-    {
-        "attestation",
-        "ca",
-        "console",
-        "image",
-        "istio_ca",
-        "keys",
-        "kube",
-        "kubernetes_ca",
-        "openstack",
-        "sds",
-    }
-)
 
 
 def default_state_dir() -> Path:
@@ -106,65 +98,15 @@ def load_settings(
     ``overrides`` holds explicit command-line values (``state_dir``, ``log_level``);
     ``None`` values in it are ignored. A table outside ``known_tables`` is an error.
     """
-    env = dict(os.environ if environ is None else environ)
-    path = config_file or (Path(env["SCM_CONFIG"]) if env.get("SCM_CONFIG") else None)
-    document = _read_toml(path) if path else {}
-    tables = {k: v for k, v in document.items() if isinstance(v, dict)}
-    top = {k: v for k, v in document.items() if not isinstance(v, dict)}
-    unknown = sorted(set(top) - {"state_dir", "log_level"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown setting {unknown[0]}")
-    unknown = sorted(set(tables) - set(known_tables))
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown table [{unknown[0]}] (known: {', '.join(sorted(known_tables))})"
-        )
-
-    state_dir: Path = default_state_dir()
-    log_level = "warning"
-    if "state_dir" in top:
-        state_dir = Path(_coerce(top["state_dir"], str, "state_dir", str(path)))
-    if "log_level" in top:
-        log_level = _coerce(top["log_level"], str, "log_level", str(path))
-    if env.get("SCM_STATE_DIR"):
-        state_dir = Path(env["SCM_STATE_DIR"])
-    if env.get("SCM_LOG_LEVEL"):
-        log_level = env["SCM_LOG_LEVEL"]
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if key == "state_dir":
-            state_dir = Path(value)
-        elif key == "log_level":
-            log_level = str(value)
-        else:
-            raise ValueError(f"unsupported override {key!r}")
-    log_level = log_level.lower()
-    if log_level not in LOG_LEVELS:
-        raise ConfigError(f"log level {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    sources = read_sources(config_file, environ, overrides, known_tables)
+    state_dir = Path(sources.state_dir) if sources.state_dir is not None else default_state_dir()
     return Settings(
         state_dir=state_dir.expanduser(),
-        log_level=log_level,
-        config_file=path,
-        tables=tables,
-        environ=env,
+        log_level=sources.log_level,
+        config_file=Path(sources.config_file) if sources.config_file else None,
+        tables=sources.tables,
+        environ=sources.environ,
     )
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    import tomllib  # deferred: most runs have no settings file
-
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not a UTF-8 text file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
@@ -177,7 +119,7 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         return None
     if kind is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: {key} must be a list, got {_toml_type(value)}")
+            raise ConfigError(f"{where}: {key} must be a list, got {toml_type(value)}")
         if element is None:
             return tuple(value)
         return tuple(
@@ -191,7 +133,7 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         raise ConfigError(f"{where}: {key} must be an integer, not a boolean")
     if isinstance(value, kind):
         return value
-    raise ConfigError(f"{where}: {key} must be {_type_name(kind)}, got {_toml_type(value)}")
+    raise ConfigError(f"{where}: {key} must be {_type_name(kind)}, got {toml_type(value)}")
 
 
 def _coerce_env(text: str, hint: Any, name: str) -> Any:
@@ -254,9 +196,3 @@ def _type_name(kind: type) -> str:
     return {int: "an integer", str: "a string", bool: "a boolean", float: "a number"}.get(
         kind, kind.__name__
     )
-
-
-def _toml_type(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", str: "a string", float: "a number"}
-    names.update({list: "a list", dict: "a table"})
-    return names.get(type(value), type(value).__name__)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from scm.config import Settings, load_settings
+if TYPE_CHECKING:  # `scm inspect` loads neither pathlib nor the settings model
+    from pathlib import Path
+
+    from scm.config import Settings
 
 
 class CliContext:
@@ -31,10 +34,19 @@ class CliContext:
 
     @cached_property
     def settings(self) -> Settings:
+        from scm.config import load_settings
+
+        return load_settings(self.config_file, overrides=self._overrides())
+
+    def check_settings(self) -> None:
+        """Fail as reading :attr:`settings` would, for commands that read no settings."""
+        from scm.settings_sources import read_sources
+
+        read_sources(self.config_file, overrides=self._overrides())
+
+    def _overrides(self) -> dict[str, object]:
         level = "debug" if self.debug and not self.log_level else self.log_level
-        return load_settings(
-            self.config_file, overrides={"state_dir": self.state_dir, "log_level": level}
-        )
+        return {"state_dir": self.state_dir, "log_level": level}
 
 
 pass_cli = click.make_pass_decorator(CliContext, ensure=True)

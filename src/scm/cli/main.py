@@ -6,21 +6,27 @@ import gc
 import importlib
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from scm import __version__
 from scm.cli.context import CliContext
-from scm.config import LOG_LEVELS
+from scm.cli.paths import PathParam
 from scm.errors import ScmError, UnavailableError
 from scm.files import storage_error
+from scm.settings_sources import LOG_LEVELS
+
+if TYPE_CHECKING:  # annotations only: `scm inspect` never loads pathlib
+    from pathlib import Path
 
 HELP_ONLY = "scm.help_only"
-# Commands that never log: they skip loading and configuring the logging package, a tenth
-# of `scm inspect`'s own start-up. tests/integration/cli/test_startup_imports.py checks
-# that running them loads no `logging`; a command that starts logging leaves this set.
-NEVER_LOG = frozenset({"inspect"})
+# Commands that neither log nor read settings: they skip loading and configuring the
+# logging package and building Settings (a fifth of `scm inspect`'s own start-up), yet a
+# broken settings source fails them as it fails every command.
+# tests/integration/cli/test_startup_imports.py checks that running them loads neither
+# `logging` nor `scm.config`; a command that logs or reads settings leaves this set.
+READS_NO_SETTINGS = frozenset({"inspect"})
 EX_USAGE = 64
 EX_SOFTWARE = 70
 
@@ -117,12 +123,12 @@ def _asks_for_help(args: list[str]) -> bool:
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(dir_okay=False),
     help="TOML settings file (default: $SCM_CONFIG).",
 )
 @click.option(
     "--state-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathParam(file_okay=False),
     help="Directory for scm's state (default: $SCM_STATE_DIR, /var/lib/scm for root).",
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="Override the log level.")
@@ -140,11 +146,12 @@ def cli(
     ctx.obj = obj
     if ctx.meta.get(HELP_ONLY):
         return  # help and completion read no settings file
-    level = obj.settings.log_level  # every command checks the settings, logging or not
-    if ctx.invoked_subcommand not in NEVER_LOG:
-        from scm.log import setup_logging
+    if ctx.invoked_subcommand in READS_NO_SETTINGS:
+        obj.check_settings()
+        return
+    from scm.log import setup_logging
 
-        setup_logging(level)
+    setup_logging(obj.settings.log_level)
 
 
 def main(argv: list[str] | None = None) -> None:
