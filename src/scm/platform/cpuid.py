@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import struct
 
 from scm.platform.root import HostRoot
 from scm.record import Record
@@ -98,7 +97,8 @@ class CpuidReader:
                 f"{self._device}: leaf {leaf:#x}.{subleaf} is truncated ({len(data)} of 16 bytes)"
             )
             return None
-        return Registers(*struct.unpack("<4I", data))
+        # Four little-endian 32-bit words (int.from_bytes: the struct module is not loaded).
+        return Registers(*(int.from_bytes(data[i : i + 4], "little") for i in (0, 4, 8, 12)))
 
 
 def parse_cpuid_dump(text: str, name: str, problems: list[str]) -> dict[tuple[int, int], Registers]:
@@ -152,7 +152,7 @@ def read_cpuid(root: HostRoot) -> CpuidFacts | None:
 
     guest = reader.leaf(LEAF_TDX_GUEST)
     if guest is not None:
-        signature = struct.pack("<3I", guest.ebx, guest.edx, guest.ecx)
+        signature = b"".join(r.to_bytes(4, "little") for r in (guest.ebx, guest.edx, guest.ecx))
         facts["tdx_guest"] = signature == TDX_GUEST_SIGNATURE
     return CpuidFacts(**facts)  # type: ignore[arg-type]
 

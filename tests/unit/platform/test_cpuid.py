@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
 
-from scm.platform.cpuid import read_cpuid
+from scm.platform.cpuid import CpuidReader, Registers, read_cpuid
 from scm.platform.root import HostRoot
 
 VENDOR = "ebx=0x756e6547 ecx=0x6c65746e edx=0x49656e69"
@@ -82,3 +83,36 @@ def test_real_cpuid_device_agrees_with_cpuinfo():
     # The kernel may clear a disabled feature's flag, never set one CPUID lacks.
     assert facts is not None and facts.sgx is not None
     assert not ("sgx" in flags and not facts.sgx)
+
+
+class DeviceAnswers(HostRoot):
+    """A host root whose cpuid device answers from a table: position -> 16 bytes."""
+
+    def __init__(self, answers: dict[int, bytes]) -> None:
+        super().__init__("/nonexistent")
+        self.answers = answers
+
+    def pread(self, linux_path: str, size: int, offset: int) -> bytes | None:
+        return self.answers.get(offset)
+
+
+def test_device_answers_decode_as_four_little_endian_words(monkeypatch):
+    # The device file gives EAX, EBX, ECX, EDX as little-endian 32-bit words (struct encodes
+    # them here independently of the decoder). Leaf 0x21's EBX, EDX, ECX spell "IntelTDX    ".
+    signature = struct.unpack("<3I", b"IntelTDX    ")
+    answers = {
+        0x0: struct.pack("<4I", 0x21, 0x756E6547, 0x6C65746E, 0x49656E69),
+        0x7: struct.pack("<4I", 0, 0, 0, 0),
+        0x21: struct.pack("<4I", 0, signature[0], signature[2], signature[1]),
+    }
+    monkeypatch.setattr(CpuidReader, "available", lambda self: True)
+    root = DeviceAnswers(answers)
+    assert CpuidReader(root).leaf(0) == Registers(0x21, 0x756E6547, 0x6C65746E, 0x49656E69)
+    facts = read_cpuid(root)
+    assert facts is not None and facts.tdx_guest is True and facts.sgx is False
+
+
+def test_a_truncated_device_answer_is_a_problem_not_a_leaf():
+    root = DeviceAnswers({0x0: b"\x01\x00\x00\x00"})
+    assert CpuidReader(root).leaf(0) is None
+    assert "truncated (4 of 16 bytes)" in root.problems[0]
