@@ -99,7 +99,9 @@ def pod_patch(pod: Pod) -> list[dict[str, Any]]:
     patch = _Patch()
     for index in epc:
         _ensure_resource(patch, slots[index], SGX_ENCLAVE)
-    if provider in names:
+    # Mended here as in the current implementation (the one change to this oracle): a
+    # nameless container matched the absent annotation and got provision.
+    if provider is not None and provider in names:
         _ensure_resource(patch, slots[names.index(provider)], SGX_PROVISION)
     if provider == AESMD:
         sidecar = names.index(AESMD) if AESMD in names else None

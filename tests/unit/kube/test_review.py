@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -109,3 +111,18 @@ def test_any_edit_of_the_bytes_is_answered_or_rejected(
 def test_bytes_that_are_not_utf8_are_not_json() -> None:
     with pytest.raises(BadReview, match="not JSON"):
         review(BODY[:10] + b"\x80" + BODY[10:])
+
+
+def test_without_a_quote_provider_no_container_gets_provision() -> None:
+    """Provision (the right to get quotes signed) goes only to the container the pod names in
+    sgx.intel.com/quote-provider; a nameless container (which the API server will refuse)
+    must not get it by matching the absent annotation."""
+    document = copy.deepcopy(REVIEW)
+    pod = document["request"]["object"]
+    del pod["metadata"]["annotations"]["sgx.intel.com/quote-provider"]
+    pod["spec"]["containers"].append({"image": "registry.example/helper:1"})
+    result = review(json.dumps(document).encode())
+    patch = json.loads(base64.b64decode(result.document["response"]["patch"]))
+    assert patch  # the EPC containers are still patched
+    assert not any("sgx.intel.com~1provision" in op["path"] for op in patch)
+    assert not any("sgx.intel.com/provision" in json.dumps(op.get("value")) for op in patch)

@@ -80,7 +80,7 @@ def pod_patch(pod: Pod) -> list[Operation]:
     for index in epc:
         path = _path(index, app_count)
         _ensure_resource(operations, path, containers[index].resources, SGX_ENCLAVE, False)
-    if provider in names:
+    if provider is not None and provider in names:  # never a nameless container by default
         index = names.index(provider)
         # An SGX container's resources, limits and requests exist by now: just patched.
         path, resources = _path(index, app_count), containers[index].resources
