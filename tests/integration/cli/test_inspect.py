@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -101,3 +102,33 @@ def test_help_lists_commands_without_importing_them():
     result = scm("--help")
     assert result.returncode == 0
     assert "inspect" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("[sdss]\nworkers = 2\n", "unknown table [sdss]"),
+        ("state_dir = 5\n", "state_dir must be a string, got an integer"),
+        ("log_level = 'loud'\n", "log level 'loud' is not one of"),
+        ("not toml [", "is not valid TOML"),
+    ],
+)
+def test_inspect_refuses_a_broken_settings_file_like_every_command(tmp_path, settings, message):
+    """inspect uses no settings, yet a settings file any other command would refuse fails it
+    too (exit 78, one line), rather than being noticed only by the next command."""
+    config = tmp_path / "scm.toml"
+    config.write_text(settings)
+    for args in (["--config", str(config), "inspect"], ["--config", str(config), "keys", "list"]):
+        result = scm(*args)
+        assert result.returncode == 78, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+
+
+def test_inspect_refuses_a_bad_log_level_variable() -> None:
+    result = subprocess.run(
+        [SCM, "inspect"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SCM_LOG_LEVEL": "chatty"},
+    )  # fmt: skip
+    assert result.returncode == 78
+    assert "log level 'chatty' is not one of debug, info, warning, error" in result.stderr
