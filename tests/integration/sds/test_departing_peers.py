@@ -22,6 +22,7 @@ from tests.certs import TestCA
 from tests.integration.sds.client import delta_request, fetch_secret, request
 from tests.integration.sds.harness import ServerThread, wait_for
 from tests.integration.sds.rawh2 import RawGrpcClient, grpc_frame
+from tests.integration.sds.test_workers import pool_metric
 
 PEERS = 20
 API = {"StreamSecrets": "sotw", "DeltaSecrets": "delta", "FetchSecrets": "fetch"}
@@ -113,3 +114,35 @@ def test_a_peer_leaving_during_a_write_is_one_debug_line_and_others_are_served(
     assert server.call(lambda: dict(server.server.service.streams)) == {}
     assert server.metric("scm_sds_streams", api=api) == 0
     assert fetch_secret(socket_path, DEFAULT).name == DEFAULT  # a new client is served
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_worker_processes_take_a_peer_leaving_during_a_write_the_same_way(
+    start_server: Callable[..., ServerThread],
+    socket_path: Path,
+    ca: TestCA,
+    capfd: pytest.CaptureFixture[str],
+    how: str,
+) -> None:
+    """Two real worker processes behind the parent's gate; their stderr is this
+    process's (inherited), so a traceback logged by either would be captured here."""
+    sds = start_server(workers=2)
+    sds.call(lambda: sds.store.put(DEFAULT, ca.credential()))
+    peers = [open_peer(socket_path, "StreamSecrets", 0) for _ in range(PEERS)]
+    try:
+        wait_for(
+            lambda: pool_metric(sds, "scm_sds_pushes_total", api="sotw") >= PEERS,
+            what="the workers to write to every peer",
+        )
+        for peer, stream in peers:
+            leave(peer, stream, how)
+        wait_for(
+            lambda: pool_metric(sds, "scm_sds_streams", api="sotw") == 0,
+            what="every departed stream closed",
+        )
+    finally:
+        for peer, _ in peers:
+            peer.close()
+    assert fetch_secret(socket_path, DEFAULT).name == DEFAULT
+    stderr = capfd.readouterr().err
+    assert "Traceback" not in stderr and "ExecuteBatchError" not in stderr, stderr[-3000:]
