@@ -27,6 +27,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2
 
 from scm.errors import ScmError
+from scm.sds import departure
 from scm.sds.admission import RefusalLog
 from scm.sds.metrics import SdsMetrics
 from scm.sds.peertext import escaped
@@ -113,11 +114,13 @@ class SecretDiscoveryService:
         self._ids = itertools.count(1)
         # name -> (version, packed Secret): each version is rendered once, not per stream
         self._rendered: dict[str, tuple[str, any_pb2.Any]] = {}
+        self._stopping = False  # streams cancelled from now on were not ended by a peer
 
     async def end_streams(self, timeout: float) -> None:
         """End every open stream normally (status OK, after the request in hand), waiting
         up to ``timeout`` seconds: a server that stops with streams still open has gRPC
         cancel their handlers, which grpc.aio logs as tracebacks. Envoy reconnects."""
+        self._stopping = True
         for stream in list(self._open.values()):
             stream.ended = True
             stream.wake.set()
@@ -125,41 +128,51 @@ class SecretDiscoveryService:
         while self._open and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
 
+    # The handlers write with ``context.write`` (through :mod:`.departure`) rather than
+    # yield or return their responses, so that a write to a peer that has left ends the
+    # call as a departure instead of reaching grpc.aio as an internal error.
+
     async def StreamSecrets(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        async for response in self._serve(_SotwStream(self), request_iterator, context):
-            yield response
+    ) -> None:
+        await self._serve(_SotwStream(self), request_iterator, context)
 
     async def DeltaSecrets(
         self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[Any]:
-        async for response in self._serve(_DeltaStream(self), request_iterator, context):
-            yield response
+    ) -> None:
+        await self._serve(_DeltaStream(self), request_iterator, context)
 
-    async def FetchSecrets(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def FetchSecrets(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+        """One response, written by the handler: served as a unary-stream method (the
+        same on the wire as unary), because grpc.aio writes a unary handler's return value
+        itself, where a peer that has left could not be told from an internal error."""
         self.metrics.api("fetch").requests.inc()
         try:
-            if isinstance(request, Malformed):
-                raise _malformed(request)
-            self._check_request(request.type_url, request.resource_names, allow_empty=False)
-            secrets = [await self._obtain(n) for n in dict.fromkeys(request.resource_names)]
-        except _Rejected as exc:
-            self._refuse(exc, context, "fetch")
-            await context.abort(exc.code, str(exc))
-        self.metrics.api("fetch").pushes.inc(len(secrets))
-        return discovery_pb2.DiscoveryResponse(
-            version_info=_combined_version(secrets),
-            resources=[self._pack(s) for s in secrets],
-            type_url=SECRET_TYPE_URL,
-        )
+            try:
+                if isinstance(request, Malformed):
+                    raise _malformed(request)
+                self._check_request(request.type_url, request.resource_names, allow_empty=False)
+                secrets = [await self._obtain(n) for n in dict.fromkeys(request.resource_names)]
+            except _Rejected as exc:
+                self._refuse(exc, context, "fetch")
+                await departure.abort(context, exc.code, str(exc))
+            self.metrics.api("fetch").pushes.inc(len(secrets))
+            response = discovery_pb2.DiscoveryResponse(
+                version_info=_combined_version(secrets),
+                resources=[self._pack(s) for s in secrets],
+                type_url=SECRET_TYPE_URL,
+            )
+            await departure.write(context, response)
+        except asyncio.CancelledError:
+            log.debug("fetch: %s", self._why_cancelled())
+            raise
 
     async def _serve(
         self,
         stream: _Stream,
         requests: AsyncIterator[Any],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[Any]:
+    ) -> None:
         if len(self.streams) >= self.limits.max_streams:
             refusal = _Rejected(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -167,7 +180,7 @@ class SecretDiscoveryService:
                 f"too many SDS streams (limit {self.limits.max_streams})",
             )
             self._refuse(refusal, context, "new stream")
-            await context.abort(refusal.code, str(refusal))
+            await departure.abort(context, refusal.code, str(refusal))
         info = StreamInfo(next(self._ids), stream.api)
         stream.info = info
         self.streams[info.id] = info
@@ -185,23 +198,31 @@ class SecretDiscoveryService:
                     if isinstance(request, Malformed):
                         raise _malformed(request)
                     for response in await stream.on_request(request):
-                        yield response
+                        await departure.write(context, response)
                     stream.handled()  # only now may the reader take the next message
                 if stream.changed:
                     for response in stream.on_changed():
-                        yield response
+                        await departure.write(context, response)
                 if stream.ended and stream.pending is None:
                     return
         except (_Rejected, ProtocolViolation) as exc:
             code = exc.code if isinstance(exc, _Rejected) else grpc.StatusCode.INVALID_ARGUMENT
             self._refuse(exc, context, f"stream {info.id} (node {escaped(info.node_id)})")
-            await context.abort(code, str(exc))
+            await departure.abort(context, code, str(exc))
+        except asyncio.CancelledError:
+            log.debug(
+                "stream %d (node %s): %s", info.id, escaped(info.node_id), self._why_cancelled()
+            )
+            raise
         finally:
             reader.cancel()
             stream.close()
             del self.streams[info.id]
             del self._open[info.id]
             self.metrics.api(stream.api).streams_active.dec()
+
+    def _why_cancelled(self) -> str:
+        return "ended as the server stops" if self._stopping else "the peer left"
 
     def _refuse(
         self, exc: _Rejected | ProtocolViolation, context: grpc.aio.ServicerContext, where: str

@@ -60,7 +60,9 @@ def sds_method_handlers(servicer: Any) -> grpc.GenericRpcHandler:
             "DeltaSecrets": grpc.stream_stream_rpc_method_handler(
                 servicer.DeltaSecrets, delta, _serialize
             ),
-            "FetchSecrets": grpc.unary_unary_rpc_method_handler(
+            # unary on the wire; unary-stream here so the servicer writes its one
+            # response itself (see SecretDiscoveryService.FetchSecrets)
+            "FetchSecrets": grpc.unary_stream_rpc_method_handler(
                 servicer.FetchSecrets, request, _serialize
             ),
         },

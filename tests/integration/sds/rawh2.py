@@ -2,7 +2,8 @@
 
 It speaks the real wire protocol (connection preface, SETTINGS, HEADERS, length-prefixed
 gRPC messages in DATA frames, flow control) but decides itself when to open its receive
-window, so a test can play a client that never reads while it keeps sending.
+window, so a test can play a client that never reads while it keeps sending, or one that leaves
+(RST_STREAM, or the socket closed) while the server's write to it is still pending.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 
@@ -40,6 +42,7 @@ class RawGrpcClient:
         self.trailers: dict[int, dict[str, str]] = {}
         self.reset: set[int] = set()
         self.received: dict[int, bytes] = {}
+        self._settings_acked = 0
         self._flush()
 
     def open(self, method: str) -> int:
@@ -82,6 +85,42 @@ class RawGrpcClient:
         self.conn.end_stream(stream_id)
         self._flush()
 
+    def abandon(self, stream_id: int) -> None:
+        """Abandon ``stream_id`` with RST_STREAM (CANCEL), as a client that gives up does."""
+        self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        self._flush()
+
+    def shut_window(self, timeout: float = 20.0) -> None:
+        """Shut the receive window of every open stream (SETTINGS_INITIAL_WINDOW_SIZE 0
+        moves each window down by what it was opened with) and wait for the server's ACK,
+        after which nothing more the server writes can reach us."""
+        acked = self._settings_acked
+        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        self._flush()
+        deadline = time.monotonic() + timeout
+        while self._settings_acked == acked:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not acknowledge SETTINGS in {timeout} s")
+            self.pump(0.2)
+
+    def wait_messages(self, stream_id: int, count: int, timeout: float = 20.0) -> None:
+        """Read until ``stream_id`` has received ``count`` whole gRPC messages."""
+        deadline = time.monotonic() + timeout
+        while self.messages(stream_id) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"stream {stream_id}: no message {count} in {timeout} s")
+            self.pump(0.2)
+
+    def messages(self, stream_id: int) -> int:
+        """How many whole gRPC messages ``stream_id`` has received so far."""
+        data, count = self.received.get(stream_id, b""), 0
+        while len(data) >= 5:
+            (length,) = struct.unpack(">I", data[1:5])
+            if len(data) < 5 + length:
+                break
+            data, count = data[5 + length :], count + 1
+        return count
+
     def pump(self, timeout: float) -> bool:
         """Read what the server sent within ``timeout``; False if nothing came."""
         if timeout <= 0:
@@ -100,6 +139,8 @@ class RawGrpcClient:
                 headers = dict(event.headers)  # type: ignore[arg-type]
                 if "grpc-status" in headers:  # trailers-only response
                     self.trailers[event.stream_id] = headers
+            elif isinstance(event, h2.events.SettingsAcknowledged):
+                self._settings_acked += 1
             elif isinstance(event, h2.events.StreamReset):
                 self.reset.add(event.stream_id)
             elif isinstance(event, h2.events.DataReceived):
