@@ -1,8 +1,8 @@
 """How long the `scm` command takes to start, next to the interpreter's own start-up.
 
-Each command runs ROUNDS times, interleaved so that load from other processes falls on all
-of them alike; prints median, p90 and best wall time (the best run is the nearest to an
-idle machine), the median CPU time (user + system) of the
+Each command runs ROUNDS times (SCM_BENCH_STARTUP_ROUNDS, default 25), interleaved so that
+load from other processes falls on all of them alike; prints median, p90 and best wall time
+(the best run is the nearest to an idle machine), the median CPU time (user + system) of the
 process, which other processes' load inflates far less than wall time, and how many runs
 failed. Asserts nothing.
 Run from the repository with PYTHONPATH=src (or after `make install`).
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROUNDS = 25
+ROUNDS = int(os.environ.get("SCM_BENCH_STARTUP_ROUNDS", "25"))
 TIMEOUT = 30.0
 HOST = Path(__file__).parents[1] / "tests" / "fixtures" / "hosts" / "tdx-host" / "root"
 
