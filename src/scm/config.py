@@ -93,11 +93,8 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
     known_tables: Collection[str] = KNOWN_TABLES,
 ) -> Settings:
-    """Resolve settings from the TOML file (``--config`` or ``SCM_CONFIG``) and environment.
-
-    ``overrides`` holds explicit command-line values (``state_dir``, ``log_level``);
-    ``None`` values in it are ignored. A table outside ``known_tables`` is an error.
-    """
+    """The settings the sources say (:func:`~scm.settings_sources.read_sources`, which takes
+    the same arguments and raises ConfigError), with defaults filled in and paths as Paths."""
     sources = read_sources(config_file, environ, overrides, known_tables)
     state_dir = Path(sources.state_dir) if sources.state_dir is not None else default_state_dir()
     return Settings(
