@@ -50,11 +50,16 @@ def connect_as(uid: int, path: Path) -> socket.socket:
 
 
 async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy bytes from ``reader`` to ``writer`` until EOF, then close ``writer``."""
+    """Copy bytes from ``reader`` to ``writer`` until EOF or a reset, then close ``writer``.
+
+    A reset is how a refused peer's connection ends: it is the end of the copy, not an error
+    for asyncio to report as an unhandled exception in the relay."""
     try:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
+    except ConnectionError:
+        pass
     finally:
         with contextlib.suppress(OSError, RuntimeError):
             writer.close()
