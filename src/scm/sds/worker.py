@@ -41,7 +41,6 @@ from scm.sds.metricsum import snapshot
 from scm.sds.relay import relay
 from scm.sds.render import SecretRenderer
 from scm.sds.server import SdsServer, ServerOptions
-from scm.sds.service import describe_stream
 from scm.sds.store import SecretStore, UnknownSecretError
 from scm.sds.workerlink import decode_value, receive, send
 
@@ -178,9 +177,7 @@ class Worker:
             self.store.put(name, decoded)
 
     def _stats(self, request: int, with_streams: bool) -> None:
-        streams = None
-        if with_streams:
-            streams = [describe_stream(info) for info in self.server.service.streams.values()]
+        streams = self.server.stream_entries() if with_streams else None
         metrics = snapshot(self.server.metrics.registry, frozenset({EXPIRY_FAMILY}))
         send(self.writer, ("stats", request, metrics, streams))
 

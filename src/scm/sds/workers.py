@@ -103,6 +103,12 @@ class _Worker:
     def open_connections(self) -> int:
         return sum(self.held.values()) + len(self.pending)
 
+    @property
+    def channel(self) -> asyncio.StreamWriter | None:
+        """Where to send the worker messages; None once its channel is closed or closing."""
+        writer = self.writer
+        return writer if writer is not None and not writer.is_closing() else None
+
 
 class WorkerPool:
     """Serves ``store`` from ``options.workers`` processes until :meth:`stop`.
@@ -398,15 +404,15 @@ class WorkerPool:
         except Exception as exc:  # a bug: the worker's stream ends with UNAVAILABLE
             log.exception("obtaining %r for a worker failed", name)
             error = ("unavailable", f"internal error ({type(exc).__name__})")
-        if worker.writer is None or worker.writer.is_closing():
+        channel = worker.channel
+        if channel is None:
             return
         if error is None:
             self._watch(name)
-            current = self.store.get(name)  # the newest: later changes follow in order
-            value = encode_value(current.value if current is not None else None)
-            send(worker.writer, ("answer", request, name, value, None))
+            # the newest value: later changes follow in order
+            send(channel, ("answer", request, name, self._encoded(name), None))
         else:
-            send(worker.writer, ("answer", request, name, None, error))
+            send(channel, ("answer", request, name, None, error))
 
     def _watch(self, name: str) -> None:
         if name not in self._watched:
@@ -416,19 +422,25 @@ class WorkerPool:
     def secret_changed(self, name: str) -> None:
         """The store changed ``name``: every worker hears it (those lacking it ignore it
         until asked: they store it, and serve it when a stream asks)."""
-        current = self.store.get(name)
-        value = encode_value(current.value if current is not None else None)
+        value = self._encoded(name)
         for worker in self.workers:
-            if worker.ready and worker.writer is not None and not worker.writer.is_closing():
-                send(worker.writer, ("secret", name, value))
+            channel = worker.channel
+            if worker.ready and channel is not None:
+                send(channel, ("secret", name, value))
+
+    def _encoded(self, name: str) -> tuple[Any, ...] | None:
+        """The store's current value of ``name`` as the worker channel carries it."""
+        current = self.store.get(name)
+        return encode_value(current.value if current is not None else None)
 
     async def _ask_stats(self, worker: _Worker, with_streams: bool) -> None:
-        if worker.writer is None or worker.writer.is_closing():
+        channel = worker.channel
+        if channel is None:
             return
         self._next_request += 1
         answer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         worker.answers[self._next_request] = answer
-        send(worker.writer, ("stats", self._next_request, with_streams))
+        send(channel, ("stats", self._next_request, with_streams))
         await answer
 
     def _supervise(self, worker: _Worker) -> None:
