@@ -17,8 +17,10 @@ FIXTURES = Path(__file__).parents[2] / "fixtures"
 SCM = shutil.which("scm", path=str(Path(sys.executable).parent)) or "scm"
 
 
-def scm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCM, *args], capture_output=True, text=True, timeout=60)
+def scm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``scm args``; ``env`` adds to this process's environment."""
+    environ = {**os.environ, **env} if env else None
+    return subprocess.run([SCM, *args], capture_output=True, text=True, timeout=60, env=environ)
 
 
 @pytest.mark.parametrize("host", HOST_NAMES)
@@ -126,9 +128,6 @@ def test_inspect_refuses_a_broken_settings_file_like_every_command(tmp_path, set
 
 
 def test_inspect_refuses_a_bad_log_level_variable() -> None:
-    result = subprocess.run(
-        [SCM, "inspect"], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "SCM_LOG_LEVEL": "chatty"},
-    )  # fmt: skip
+    result = scm("inspect", env={"SCM_LOG_LEVEL": "chatty"})
     assert result.returncode == 78
     assert "log level 'chatty' is not one of debug, info, warning, error" in result.stderr
