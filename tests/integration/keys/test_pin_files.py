@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import scm
 from tests.crash_harness import run_scm
 
 SECRET = "s3cr3t-PIN-bytes"
@@ -58,27 +59,33 @@ def test_pin_file_is_missing(state: Path, tmp_path: Path) -> None:
     assert result.returncode == 78 and "does not exist" in result.stderr
 
 
-def test_unreadable_pin_file(tmp_path: Path) -> None:
+def test_unreadable_pin_file(open_tmp: Path) -> None:
     """Read as a user who may not read it (root reads anything: run the check as nobody)."""
-    pin_file = tmp_path / "pin"
+    pin_file = open_tmp / "pin"
     pin_file.write_text(SECRET + "\n")
     pin_file.chmod(0o600)
-    tmp_path.chmod(0o755)
     check = (
         "import sys; from scm.keys.pin_file import read_pin_file; from pathlib import Path\n"
         "try:\n    read_pin_file(Path(sys.argv[1]))\n"
         "except Exception as exc:\n    print(type(exc).__name__, exc.exit_code, exc)\n"
     )
     command = [sys.executable, "-c", check, str(pin_file)]
+    pythonpath = os.pathsep.join(sys.path)
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         assert setpriv is not None, "setpriv (util-linux) runs the check as nobody"
         command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        # nobody may not be able to enter this checkout (a clone in a private directory): it
+        # runs a copy of the scm package, which needs only the standard library here.
+        ignore = shutil.ignore_patterns("__pycache__", "_proto")
+        shutil.copytree(Path(scm.__file__).parent, open_tmp / "lib" / "scm", ignore=ignore)
+        pythonpath = str(open_tmp / "lib")
     else:
         pin_file.chmod(0o000)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env).stdout
-    assert out.startswith("TokenLoginError 78 cannot read the PIN file"), out
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, cwd="/")
+    out = done.stdout
+    assert out.startswith("TokenLoginError 78 cannot read the PIN file"), (out, done.stderr)
     assert str(pin_file) in out and SECRET not in out
 
 

@@ -30,10 +30,15 @@ def grpc_frame(message: bytes) -> bytes:
 class RawGrpcClient:
     """One HTTP/2 connection over a Unix socket; opens no receive window unless told to."""
 
-    def __init__(self, path: Path, read_window: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(str(path))
+    def __init__(self, path: Path | socket.socket, read_window: int = 0) -> None:
+        """Connect to the Unix socket ``path``, or speak on a connected socket given."""
+        if isinstance(path, socket.socket):
+            self.sock = path
+            self.sock.settimeout(10)
+        else:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(str(path))
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )
@@ -113,13 +118,18 @@ class RawGrpcClient:
 
     def messages(self, stream_id: int) -> int:
         """How many whole gRPC messages ``stream_id`` has received so far."""
-        data, count = self.received.get(stream_id, b""), 0
+        return len(self.payloads(stream_id))
+
+    def payloads(self, stream_id: int) -> list[bytes]:
+        """The whole gRPC messages ``stream_id`` has received so far, without their prefix."""
+        data, found = self.received.get(stream_id, b""), []
         while len(data) >= 5:
             (length,) = struct.unpack(">I", data[1:5])
             if len(data) < 5 + length:
                 break
-            data, count = data[5 + length :], count + 1
-        return count
+            found.append(data[5 : 5 + length])
+            data = data[5 + length :]
+        return found
 
     def pump(self, timeout: float) -> bool:
         """Read what the server sent within ``timeout``; False if nothing came."""

@@ -3,8 +3,9 @@
 systemd is not PID 1 where these tests run, so the unit's effect is reproduced the way
 systemd documents it: RuntimeDirectory= is created with RuntimeDirectoryMode= and owned by
 the unit's User= (root) and Group=; the server then runs with that group and the unit's
-ExecStart arguments. A real non-root process (setpriv to another uid) then connects and
-fetches a secret; one outside the group must be refused by the file system. The group
+ExecStart arguments. A real non-root process (setpriv to another uid) then connects, and
+a secret is fetched over its connection; one outside the group must be refused by the file
+system. The group
 "envoy" is rendered as this machine's "nogroup" (gid 65534, member: nobody).
 """
 
@@ -20,13 +21,15 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import pytest
+from envoy.service.discovery.v3 import discovery_pb2
 
+from tests.integration.sds.client import request, secrets_of
 from tests.integration.sds.harness import wait_for
+from tests.integration.sds.rawh2 import RawGrpcClient, grpc_frame
 
 REPO = Path(__file__).parents[3]
 UNIT = REPO / "deploy" / "systemd" / "scm-sds.service"
@@ -62,17 +65,6 @@ def test_unit_puts_the_socket_in_a_directory_of_the_socket_group() -> None:
     assert mode & 0o050 == 0o050 and mode & 0o007 == 0  # group may enter, others may not
 
 
-@pytest.fixture
-def runtime_root() -> Iterator[Path]:
-    # pytest's tmp_path is root-only; the client must be able to walk down to the socket.
-    top = Path(tempfile.mkdtemp(prefix="scm-unit-"))
-    top.chmod(0o755)
-    try:
-        yield top
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
-
-
 def render_runtime_directory(settings: dict[str, str], top: Path) -> Path:
     """What systemd does for RuntimeDirectory=: the mode given, owner User:Group."""
     directory = top / settings["RuntimeDirectory"]
@@ -83,31 +75,52 @@ def render_runtime_directory(settings: dict[str, str], top: Path) -> Path:
     return directory
 
 
-def client(gid: int, socket_path: Path) -> subprocess.CompletedProcess[str]:
-    """Connect as uid nobody with primary group ``gid`` and fetch the ROOTCA secret."""
-    script = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from tests.integration.sds.client import fetch_secret\n"
-        "try:\n"
-        f"    secret = fetch_secret(Path({str(socket_path)!r}), 'ROOTCA')\n"
-        "except Exception as exc:\n"
-        "    print(type(exc).__name__, exc); sys.exit(3)\n"
-        "print('ok', len(secret.validation_context.trusted_ca.inline_bytes))\n"
-    )
-    probe = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({str(socket_path)!r})\n"
-    env = {"PYTHONPATH": os.environ.get("PYTHONPATH", "") + os.pathsep + str(REPO), "HOME": "/"}
+# Run as the client: the standard library only, so that it runs whoever may read this
+# checkout. It connects (the kernel checks the directory's and the socket's permissions
+# there, and the server reads the credentials of the process that connected) and hands
+# the connection over to this test, which then speaks SDS on it.
+CONNECT = """
+import socket, sys
+peer = socket.socket(socket.AF_UNIX)
+peer.connect(sys.argv[1])
+socket.send_fds(socket.socket(fileno=int(sys.argv[2])), [b"c"], [peer.fileno()])
+"""
+
+
+def connect_as(
+    gid: int, socket_path: Path
+) -> tuple[subprocess.CompletedProcess[str], socket.socket | None]:
+    """Connect as uid nobody with primary group ``gid``: how the process ended, and the
+    connection it made (None when it could not connect)."""
     setpriv = ["setpriv", f"--reuid={CLIENT_UID}", f"--regid={gid}", "--clear-groups"]
-    connect = subprocess.run(
-        [*setpriv, sys.executable, "-c", probe],
-        capture_output=True, text=True, env=env, timeout=60, cwd="/",
-    )  # fmt: skip
-    if connect.returncode != 0:
-        return connect
-    return subprocess.run(
-        [*setpriv, sys.executable, "-c", script],
-        capture_output=True, text=True, env=env, timeout=120, cwd="/",
-    )  # fmt: skip
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        done = subprocess.run(
+            [*setpriv, sys.executable, "-c", CONNECT, str(socket_path), str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), capture_output=True, text=True, env={"HOME": "/"},
+            timeout=60, cwd="/",
+        )  # fmt: skip
+        if done.returncode != 0:
+            return done, None
+        _, fds, _, _ = socket.recv_fds(ours, 1, 1)
+    return done, socket.socket(fileno=fds[0])
+
+
+def fetch_root_ca(connection: socket.socket) -> bytes:
+    """The ROOTCA secret's CA certificates, fetched over ``connection`` with FetchSecrets."""
+    peer = RawGrpcClient(connection, read_window=1 << 20)
+    try:
+        stream = peer.open("FetchSecrets")
+        message = request(["ROOTCA"]).SerializeToString()
+        assert peer.send(stream, grpc_frame(message), time.monotonic() + 20)
+        peer.end(stream)
+        status = peer.status_of(stream)
+        assert status.get("grpc-status") == "0", status
+        (payload,) = peer.payloads(stream)
+        (secret,) = secrets_of(discovery_pb2.DiscoveryResponse.FromString(payload))
+        return bytes(secret.validation_context.trusted_ca.inline_bytes)
+    finally:
+        peer.close()
 
 
 def free_port() -> int:
@@ -117,9 +130,9 @@ def free_port() -> int:
 
 
 @pytest.mark.timeout(240)
-def test_non_root_envoy_in_the_group_reaches_the_socket(runtime_root: Path, tmp_path: Path) -> None:
+def test_non_root_envoy_in_the_group_reaches_the_socket(open_tmp: Path, tmp_path: Path) -> None:
     settings, argv = unit_settings(UNIT.read_text())
-    directory = render_runtime_directory(settings, runtime_root)
+    directory = render_runtime_directory(settings, open_tmp)
     socket_path = directory / Path(option(argv, "--socket")).name
     state = tmp_path / "state"
     subprocess.run([SCM, "--state-dir", str(state), "ca", "init"], check=True, capture_output=True)
@@ -139,10 +152,11 @@ def test_non_root_envoy_in_the_group_reaches_the_socket(runtime_root: Path, tmp_
         wait_for(lambda: socket_path.stat().st_gid == gid, what="the socket's group")
         info = socket_path.stat()
         assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o660, gid)
-        member = client(gid, socket_path)
-        assert member.returncode == 0 and member.stdout.startswith("ok "), member
-        outsider = client(OUTSIDER_GID, socket_path)
-        assert outsider.returncode != 0
+        member, connection = connect_as(gid, socket_path)
+        assert connection is not None, member
+        assert b"BEGIN CERTIFICATE" in fetch_root_ca(connection)
+        outsider, refused = connect_as(OUTSIDER_GID, socket_path)
+        assert refused is None and outsider.returncode != 0
         assert "PermissionError" in outsider.stderr, outsider
     finally:
         server.send_signal(signal.SIGTERM)
@@ -150,11 +164,11 @@ def test_non_root_envoy_in_the_group_reaches_the_socket(runtime_root: Path, tmp_
     assert server.returncode == 0, stderr
 
 
-def test_without_group_the_directory_shuts_envoy_out(runtime_root: Path) -> None:
+def test_without_group_the_directory_shuts_envoy_out(open_tmp: Path) -> None:
     """The shipped unit before the fix (no Group=): the same client cannot even enter."""
     settings, _ = unit_settings(UNIT.read_text())
     settings.pop("Group")
-    directory = render_runtime_directory(settings, runtime_root)
+    directory = render_runtime_directory(settings, open_tmp)
     socket_path = directory / "sds.sock"
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(str(socket_path))
@@ -162,7 +176,8 @@ def test_without_group_the_directory_shuts_envoy_out(runtime_root: Path) -> None
     try:
         os.chown(socket_path, 0, grp.getgrnam(CLIENT_GROUP).gr_gid)
         socket_path.chmod(0o660)
-        result = client(grp.getgrnam(CLIENT_GROUP).gr_gid, socket_path)
+        result, connection = connect_as(grp.getgrnam(CLIENT_GROUP).gr_gid, socket_path)
     finally:
         listener.close()
+    assert connection is None
     assert result.returncode != 0 and "PermissionError" in result.stderr, result
